@@ -1,0 +1,385 @@
+"""GPT-2 in plain JAX: config, parameters, forward pass, loss, KV-cache generation, GPT-2 weights.
+
+Self-contained (jax, numpy and the standard library only), so it can be copied alone.
+Parameters are a nested dict named like GPT-2's tensors. The per-layer tensors are stacked
+along a leading layer axis under `h`, so `params['h']['attn']['c_attn']['weight'][i]` is
+GPT-2's `h.{i}.attn.c_attn.weight`, and the blocks run with `lax.scan`: compile time stays
+flat in depth (an unrolled 48-layer model compiles for minutes on XLA:CPU).
+Shapes: B batch, T time, C n_embd, H heads, D = C // H, V vocab, L layers, N = B*T.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+
+@dataclass(frozen=True)  # frozen: hashable, so it can be a static argument of jit
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for faster matmuls
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linears and LayerNorms, as GPT-2
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def init_params(config, key):
+    """Random GPT-2 parameters, float32. The output head is tied to `wte` (no separate tensor)."""
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    keys = iter(jax.random.split(key, 6))
+
+    def normal(shape, std=0.02):
+        return std * jax.random.normal(next(keys), shape, jnp.float32)
+
+    # the residual projections get a smaller init: 2*L of them add into the residual stream
+    proj_std = 0.02 / math.sqrt(2 * L)
+
+    def linear(fan_in, fan_out, std=0.02):  # GPT-2's Conv1D layout: weight is (in, out)
+        p = {'weight': normal((L, fan_in, fan_out), std)}
+        if config.bias:
+            p['bias'] = jnp.zeros((L, fan_out), jnp.float32)
+        return p
+
+    def layer_norm(*lead):
+        p = {'weight': jnp.ones((*lead, C), jnp.float32)}
+        if config.bias:
+            p['bias'] = jnp.zeros((*lead, C), jnp.float32)
+        return p
+
+    return {
+        'wte': normal((V, C)),
+        'wpe': normal((config.block_size, C)),
+        'h': {
+            'ln_1': layer_norm(L),
+            'attn': {'c_attn': linear(C, 3 * C), 'c_proj': linear(C, C, proj_std)},
+            'ln_2': layer_norm(L),
+            'mlp': {'c_fc': linear(C, 4 * C), 'c_proj': linear(4 * C, C, proj_std)},
+        },
+        'ln_f': layer_norm(),
+    }
+
+
+def num_params(params, non_embedding=True):
+    """Parameter count. As nanoGPT, the non-embedding count leaves out `wpe`; `wte` stays in
+    because it is also the output head."""
+    size = lambda a: math.prod(a.shape)  # works for arrays and for jax.eval_shape's shapes
+    n = sum(size(a) for a in jax.tree_util.tree_leaves(params))
+    return n - size(params['wpe']) if non_embedding else n
+
+
+def flops_per_token(config):
+    """Training FLOPs per token: 6N for the matmuls with weights (forward + backward) plus
+    12*L*H*D*T for attention (PaLM, appendix B), N the non-embedding parameters. For MFU."""
+    N = num_params(jax.eval_shape(lambda: init_params(config, jax.random.key(0))))
+    L, H, D, T = config.n_layer, config.n_head, config.n_embd // config.n_head, config.block_size
+    return 6 * N + 12 * L * H * D * T
+
+
+# ----------------------------------------------------------------------------- layers
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x, w, dtype):
+    """x @ w for 2-D x (N, K) and w (K, M), computed in `dtype` with float32 accumulation.
+    A custom backward so that the two gradient matmuls also run in `dtype`: autodiff would
+    hand them a float32 cotangent and so compute them in float32, at a fraction of the speed."""
+    return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _matmul_fwd(x, w, dtype):
+    return matmul(x, w, dtype), (x, w)
+
+
+def _matmul_bwd(dtype, res, g):
+    x, w = res
+    g = g.astype(dtype)
+    dx = jnp.dot(g, w.astype(dtype).T, preferred_element_type=jnp.float32)  # (N, M) @ (M, K)
+    dw = jnp.dot(x.astype(dtype).T, g, preferred_element_type=jnp.float32)  # (K, N) @ (N, M)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def linear(x, p, dtype):
+    # [N, in] -> [N, out]
+    y = matmul(x, p['weight'], dtype)
+    return y + p['bias'] if 'bias' in p else y
+
+
+def layer_norm(x, p, eps=1e-5):
+    # statistics in float32 whatever the compute dtype
+    x = x.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * lax.rsqrt(var + eps) * p['weight']
+    return y + p['bias'] if 'bias' in p else y
+
+
+def gelu(x):
+    # GPT-2 uses the tanh approximation ("gelu_new"); nanoGPT uses the exact erf form. We match GPT-2.
+    return jax.nn.gelu(x, approximate=True)
+
+
+def dropout(x, rate, key):
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def attention(q, k, v, q_pos, config, dtype, key=None):
+    """Causal attention. q: [B, Tq, H, D], k/v: [B, Tk, H, D]; q_pos: [Tq] absolute positions of
+    the queries (key j is position j), so the same code serves training, prefill and decoding."""
+    D = q.shape[-1]
+    use_cudnn = (jax.default_backend() == 'gpu' and jnp.dtype(dtype).itemsize == 2
+                 and q.shape[1] == k.shape[1] and key is None)
+    if use_cudnn:
+        # flash attention: never builds the [T, T] matrix. Attention-weight dropout needs the
+        # weights themselves, so training with dropout > 0 takes the plain path below.
+        return jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
+                                            is_causal=True, implementation='cudnn')
+    q, k, v = (jnp.swapaxes(a, 1, 2).astype(dtype) for a in (q, k, v))  # [B, H, T, D]
+    att = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    att = att * (1.0 / math.sqrt(D))  # [B, H, Tq, Tk]
+    causal = q_pos[:, None] >= jnp.arange(k.shape[2])[None, :]  # [Tq, Tk]
+    att = jnp.where(causal, att, -jnp.inf)
+    att = jax.nn.softmax(att, axis=-1)  # float32
+    att = dropout(att, config.dropout, key)
+    y = jnp.matmul(att.astype(dtype), v, preferred_element_type=jnp.float32)  # [B, H, Tq, D]
+    return jnp.swapaxes(y, 1, 2)  # [B, Tq, H, D]
+
+
+def block(x, p, B, q_pos, config, dtype, key=None, kv=None, cache_pos=0):
+    """One transformer block on the residual stream x: [N, C], N = B * Tq.
+    With a KV cache `kv` = (k, v) each [B, T_max, H, D], the new keys/values are written at
+    `cache_pos` and the queries attend over the whole cache; the updated cache is returned."""
+    N, C = x.shape
+    H, D = config.n_head, C // config.n_head
+    k_attn, k_res1, k_res2 = (None,) * 3 if key is None else jax.random.split(key, 3)
+
+    qkv = linear(layer_norm(x, p['ln_1']), p['attn']['c_attn'], dtype)  # [N, 3C]
+    q, k, v = jnp.split(qkv.reshape(B, N // B, 3 * H, D), 3, axis=2)  # each [B, Tq, H, D]
+    if kv is not None:
+        k = lax.dynamic_update_slice_in_dim(kv[0], k.astype(kv[0].dtype), cache_pos, axis=1)
+        v = lax.dynamic_update_slice_in_dim(kv[1], v.astype(kv[1].dtype), cache_pos, axis=1)
+        kv = (k, v)
+    y = attention(q, k, v, q_pos, config, dtype, k_attn).reshape(N, C)
+    x = x + dropout(linear(y, p['attn']['c_proj'], dtype), config.dropout, k_res1)
+
+    h = gelu(linear(layer_norm(x, p['ln_2']), p['mlp']['c_fc'], dtype))  # [N, 4C]
+    x = x + dropout(linear(h, p['mlp']['c_proj'], dtype), config.dropout, k_res2)
+    return x, kv
+
+
+# ----------------------------------------------------------------------------- the model
+
+def _run(params, idx, config, dtype, pos=0, rng=None, cache=None):
+    """Embeddings, the blocks (scanned over the stacked layers) and the final LayerNorm.
+    Returns the final hidden states [N, C] and the updated cache (or None)."""
+    B, T = idx.shape
+    q_pos = pos + jnp.arange(T)
+    x = params['wte'][idx] + params['wpe'][q_pos]  # [B, T, C]
+    x = x.reshape(B * T, -1)  # 2-D activations: every Linear is one plain [N, K] @ [K, M] matmul
+    keys = None
+    if rng is not None and config.dropout > 0:
+        rng, k_emb = jax.random.split(rng)
+        x = dropout(x, config.dropout, k_emb)
+        keys = jax.random.split(rng, config.n_layer)
+
+    def step(x, layer):
+        p, key, kv = layer
+        x, kv = block(x, p, B, q_pos, config, dtype, key, kv, pos)
+        return x, kv
+
+    x, cache = lax.scan(step, x, (params['h'], keys, cache))
+    return layer_norm(x, params['ln_f']), cache
+
+
+def head(params, x, dtype):
+    # the output head is tied to the token embedding: [N, C] @ [C, V] -> [N, V], float32
+    return matmul(x, params['wte'].T, dtype)
+
+
+def forward(params, idx, config, *, train=False, rng=None, dtype=jnp.float32):
+    """idx: int [B, T] -> logits float32 [B, T, V]. Dropout only with train=True and an rng."""
+    x, _ = _run(params, idx, config, dtype, rng=rng if train else None)
+    return head(params, x, dtype).reshape(*idx.shape, -1)
+
+
+def cross_entropy(logits, targets):
+    """Mean cross-entropy in float32 over the targets that are not -1."""
+    logits = logits.reshape(-1, logits.shape[-1]).astype(jnp.float32)
+    targets = targets.reshape(-1)
+    valid = targets != -1
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, jnp.where(valid, targets, 0)[:, None], axis=-1)[:, 0]
+    return jnp.sum(jnp.where(valid, logz - picked, 0.0)) / jnp.maximum(valid.sum(), 1)
+
+
+def loss_fn(params, idx, targets, config, *, train=False, rng=None, dtype=jnp.float32):
+    return cross_entropy(forward(params, idx, config, train=train, rng=rng, dtype=dtype), targets)
+
+
+# ----------------------------------------------------------------------------- generation
+
+def init_cache(config, batch_size, dtype=jnp.float32):
+    """An empty KV cache for block_size positions: (k, v), each [L, B, block_size, H, D]."""
+    H = config.n_head
+    shape = (config.n_layer, batch_size, config.block_size, H, config.n_embd // H)
+    return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+
+
+def decode(params, idx, cache, pos, config, dtype=jnp.float32):
+    """Run idx [B, T] at positions pos..pos+T-1 through the model, reading and extending the
+    cache. Prefill is decode with the whole prompt at pos=0; then one token at a time.
+    Returns the logits of the last position [B, V] and the new cache."""
+    B, T = idx.shape
+    x, cache = _run(params, idx, config, dtype, pos=pos, cache=cache)
+    return head(params, x.reshape(B, T, -1)[:, -1], dtype), cache
+
+
+def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
+    """Draw one token per row from logits [B, V] (float32) -> int32 [B]."""
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = lax.top_k(logits, top_k)[0][:, -1:]  # the k-th largest logit per row
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p is not None and top_p < 1.0:
+        # nucleus: keep the smallest set of most likely tokens whose probability reaches top_p
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        n_keep = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < top_p, axis=-1)  # always >= 1
+        cutoff = jnp.take_along_axis(sorted_logits, (n_keep - 1)[:, None], axis=-1)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=('config', 'max_new_tokens', 'top_k', 'top_p', 'dtype'))
+def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             dtype=jnp.float32):
+    """Sample max_new_tokens after the prompt idx [B, T0] -> [B, T0 + max_new_tokens].
+
+    The prompt is prefilled into the KV cache once, then each new token costs one single-token
+    step. Past block_size the context is the last block_size tokens, as in nanoGPT; the model
+    has absolute positions, so that window is recomputed in full for each new token (only its
+    last position goes through the output head). Step i draws with jax.random.split(key, n)[i].
+    """
+    B, T0 = idx.shape
+    if T0 > config.block_size:  # the model cannot see further back than block_size
+        idx, T0 = idx[:, -config.block_size:], config.block_size
+    n_total = T0 + max_new_tokens
+    tokens = jnp.zeros((B, n_total), jnp.int32).at[:, :T0].set(idx)
+    logits, cache = decode(params, idx, init_cache(config, B, dtype), 0, config, dtype)
+
+    def cached_step(tokens, cache, t):  # the new token at position t fits: extend the cache
+        new = lax.dynamic_slice_in_dim(tokens, t, 1, axis=1)
+        return decode(params, new, cache, t, config, dtype)
+
+    def window_step(tokens, cache, t):  # past block_size: recompute the last block_size tokens
+        window = lax.dynamic_slice_in_dim(tokens, t + 1 - config.block_size, config.block_size, 1)
+        logits, _ = decode(params, window, init_cache(config, B, dtype), 0, config, dtype)
+        return logits, cache
+
+    def step(carry, xs):
+        tokens, cache, logits = carry
+        t, key = xs  # t: where the new token goes
+        tok = sample_logits(logits, key, temperature, top_k, top_p)
+        tokens = lax.dynamic_update_slice_in_dim(tokens, tok[:, None], t, axis=1)
+        logits, cache = lax.cond(t < config.block_size, cached_step, window_step, tokens, cache, t)
+        return (tokens, cache, logits), None
+
+    ts = T0 + jnp.arange(max_new_tokens)
+    (tokens, _, _), _ = lax.scan(step, (tokens, cache, logits),
+                                 (ts, jax.random.split(key, max_new_tokens)))
+    return tokens
+
+
+# ----------------------------------------------------------------------------- GPT-2 weights
+
+GPT2_SIZES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+# Where the weights come from and where they are kept; both can be overridden for mirrors and tests.
+GPT2_BASE_URL = os.environ.get('GPT2_BASE_URL', 'https://huggingface.co/openai-community')
+GPT2_CACHE_DIR = os.environ.get('GPT2_CACHE_DIR',
+                                os.path.join(os.path.expanduser('~'), '.cache', 'gpt2-jax'))
+GPT2_FILES = ('config.json', 'model.safetensors')
+
+
+def _download_gpt2(name, base_url, cache_dir):
+    import requests  # only needed to fetch weights
+    dest = os.path.join(cache_dir, name)
+    os.makedirs(dest, exist_ok=True)
+    for fname in GPT2_FILES:
+        path = os.path.join(dest, fname)
+        if os.path.exists(path):
+            continue
+        url = f'{base_url}/{name}/resolve/main/{fname}'
+        print(f'downloading {url}')
+        try:
+            with requests.get(url, stream=True, timeout=30) as r:
+                r.raise_for_status()
+                with open(path + '.part', 'wb') as f:
+                    for chunk in r.iter_content(1 << 20):
+                        f.write(chunk)
+        except requests.RequestException as e:
+            raise RuntimeError(f'could not download {url}: {e}. Without network, pass a local '
+                               f'directory holding {" and ".join(GPT2_FILES)} instead.') from e
+        os.replace(path + '.part', path)  # complete files only: a broken download is retried
+    return dest
+
+
+def from_pretrained(name_or_dir, base_url=None, cache_dir=None):
+    """GPT-2 weights in transformers' format -> (params, GPTConfig).
+    name_or_dir: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl' (downloaded once into the
+    cache) or a directory with config.json and model.safetensors."""
+    from safetensors.numpy import load_file  # only needed to read checkpoints
+
+    if os.path.isdir(name_or_dir):
+        path = name_or_dir
+    elif name_or_dir in GPT2_SIZES:
+        path = _download_gpt2(name_or_dir, base_url or GPT2_BASE_URL, cache_dir or GPT2_CACHE_DIR)
+    else:
+        raise ValueError(f'{name_or_dir!r} is neither a directory nor one of {", ".join(GPT2_SIZES)}')
+    missing = [f for f in GPT2_FILES if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        raise FileNotFoundError(f'{path} lacks {", ".join(missing)}: expected a transformers-format '
+                                f'GPT-2 ({" and ".join(GPT2_FILES)})')
+    with open(os.path.join(path, 'config.json')) as f:
+        hf = json.load(f)
+    config = GPTConfig(block_size=hf['n_positions'], vocab_size=hf['vocab_size'],
+                       n_layer=hf['n_layer'], n_head=hf['n_head'], n_embd=hf['n_embd'],
+                       bias=True, dropout=0.0)
+    # names are 'h.0.attn.c_attn.weight', possibly prefixed 'transformer.'; buffers are skipped
+    sd = {k.removeprefix('transformer.'): v for k, v in
+          load_file(os.path.join(path, 'model.safetensors')).items()}
+
+    expected = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+
+    def load(name, shape):
+        if name not in sd:
+            raise ValueError(f'{path}/model.safetensors has no tensor {name!r}')
+        a = np.asarray(sd[name], np.float32)
+        if a.shape != shape:
+            raise ValueError(f'{name}: shape {a.shape} in the checkpoint, expected {shape}')
+        return a
+
+    def leaf(keypath, spec):
+        parts = [k.key for k in keypath]
+        if parts[0] in ('wte', 'wpe'):  # our embedding tables are bare arrays
+            return load(parts[0] + '.weight', spec.shape)
+        if parts[0] != 'h':
+            return load('.'.join(parts), spec.shape)
+        # stack h.0.<rest> .. h.{L-1}.<rest> along the leading layer axis
+        rest = '.'.join(parts[1:])
+        return np.stack([load(f'h.{i}.{rest}', spec.shape[1:]) for i in range(config.n_layer)])
+
+    params = jax.tree_util.tree_map_with_path(leaf, expected)
+    return jax.tree_util.tree_map(jnp.asarray, params), config
