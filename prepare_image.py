@@ -313,12 +313,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
-    os.makedirs(args.out_dir, exist_ok=True)
     if args.input:
         if not os.path.isfile(args.input):
             raise PrepareError(f"--input file not found: {args.input}")
         archive = args.input
     else:
+        os.makedirs(args.out_dir, exist_ok=True)
         archive = os.path.join(args.out_dir, ARCHIVE)
         if os.path.exists(archive):
             print(f"using {archive} (already downloaded)")
@@ -350,6 +350,7 @@ def main(argv=None):
     mse = float(((quantised.astype(np.float32) - train[:64]) ** 2).mean())
 
     # temporary names first: a crash leaves no half-written dataset behind
+    os.makedirs(args.out_dir, exist_ok=True)
     final = {}
     for split, tokens in splits.items():
         path = os.path.join(args.out_dir, f"{split}.bin")
