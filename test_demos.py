@@ -3,6 +3,7 @@
 Everything runs offline: the image tests build a miniature archive in the real
 CIFAR-10 layout from a few synthetic pictures and serve it from 127.0.0.1.
 """
+import http.server
 import io
 import os
 import pickle
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -210,6 +212,8 @@ def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
     assert meta["vocab_size"] == 9 and meta["start_token"] == 8
     assert meta["example_len"] == 1025 and meta["prompt_len"] == 1 and meta["image_size"] == 32
     assert meta["palette"].dtype == np.uint8 and meta["palette"].shape == (8, 3)
+    with open(out / "meta.pkl", "rb") as f:  # plain containers and a numpy array: restricted loaders accept it
+        assert prepare_image.NumpyOnlyUnpickler(f).load()["image_size"] == 32
     assert (len(train), len(val)) == (15, 4)
     # the start token opens every example and appears nowhere else
     assert (train[:, 0] == 8).all() and (val[:, 0] == 8).all()
@@ -263,6 +267,35 @@ def test_image_without_network_fails_naming_input(tmp_path):
     assert r.returncode == 1
     assert "--input" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() or not list(out.iterdir())  # no .part, no archive, no half dataset
+
+
+class TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    """Promises 100,000 bytes, sends 1,000, hangs up."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_image_truncated_download_leaves_no_partial_file(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TruncatingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "out"
+        r = run_script("prepare_image.py", f"--out_dir={out}",
+                       f"--base_url=http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert not list(out.iterdir())
 
 
 def test_image_missing_input_file(tmp_path):
