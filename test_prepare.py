@@ -1,0 +1,391 @@
+"""Tests of prepare_char.py and prepare_owt.py: the .bin files decode back to exactly the input,
+the splits are as documented, downloads (also resumed ones) work against a local server, and
+every bad input ends in one clear line and exit code 1, with no output files left behind."""
+import functools
+import io
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiktoken
+
+import prepare_owt
+
+ROOT = Path(__file__).resolve().parent
+EOT = 50256
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return tiktoken.get_encoding("gpt2")
+
+
+def run_script(script, *args, cwd):
+    """Run one of the scripts end to end, as a user would."""
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def assert_user_error(result, *words):
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ")
+    for word in words:
+        assert word in lines[-1]
+
+
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens: what a machine without network sees."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def record_requests(server):
+    """Have `server` note (method, path, Range header) of each request it answers."""
+    seen = []
+    handler = server.httpd.RequestHandlerClass  # functools.partial(<handler class>, directory=...)
+
+    class Recording(handler.func):
+        def send_head(self):
+            seen.append((self.command, self.path, self.headers.get("Range")))
+            return super().send_head()
+
+    server.httpd.RequestHandlerClass = functools.partial(Recording, *handler.args, **handler.keywords)
+    return seen
+
+
+def bin_documents(path, enc):
+    """The documents in a BPE .bin file: the token runs ended by EOT, decoded."""
+    tokens = np.fromfile(path, dtype=np.uint16).tolist()
+    assert tokens and tokens[-1] == EOT
+    docs, start = [], 0
+    for i, t in enumerate(tokens):
+        if t == EOT:
+            docs.append(tokens[start:i])
+            start = i + 1
+    return [enc.decode(ids) for ids in docs], tokens
+
+
+def assert_split_in_order(all_docs, train_docs, val_docs):
+    """train and val together hold every document once, each in the original order."""
+    it, iv = 0, 0
+    for doc in all_docs:
+        if it < len(train_docs) and train_docs[it] == doc:
+            it += 1
+        elif iv < len(val_docs) and val_docs[iv] == doc:
+            iv += 1
+        else:
+            pytest.fail(f"document {doc[:40]!r} missing or out of order")
+    assert (it, iv) == (len(train_docs), len(val_docs))
+
+
+def make_owt_shard(path, members, shard=0):
+    """An OpenWebText shard in the real layout: a tar of openwebtext/urlsf_subsetNN-K_data.xz
+    members, each an xz-compressed tar of .txt documents (given as bytes)."""
+    with tarfile.open(path, "w") as outer:
+        for k, docs in enumerate(members):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w:xz") as tar:
+                for j, data in enumerate(docs):
+                    info = tarfile.TarInfo(f"{j:07d}-{k:04x}{j:028x}.txt")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+            info = tarfile.TarInfo(f"openwebtext/urlsf_subset{shard:02d}-{k}_data.xz")
+            info.size = inner.tell()
+            inner.seek(0)
+            outer.addfile(info, inner)
+
+
+def shakespeare_docs(path, n, seed=0):
+    """n distinct documents of varied length cut from tiny Shakespeare's paragraphs."""
+    paragraphs = Path(path).read_text(encoding="utf-8").split("\n\n")
+    rng = np.random.default_rng(seed)
+    docs = []
+    for i in range(n):
+        start = int(rng.integers(0, len(paragraphs) - 8))
+        docs.append(f"[{i}] " + "\n\n".join(paragraphs[start:start + int(rng.integers(1, 8))]))
+    return docs
+
+
+# ----------------------------------------------------------------------------
+# prepare_char.py
+
+def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(shakespeare_path, tmp_path):
+    result = run_script("prepare_char.py", f"--input={shakespeare_path}", "--out_dir=sc", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "vocab size: 65" in result.stdout
+    assert "train has 1,003,854 tokens" in result.stdout and "val has 111,540 tokens" in result.stdout
+
+    text = shakespeare_path.read_text(encoding="utf-8")
+    train = np.fromfile(tmp_path / "sc" / "train.bin", dtype=np.uint16)
+    val = np.fromfile(tmp_path / "sc" / "val.bin", dtype=np.uint16)
+    with open(tmp_path / "sc" / "meta.pkl", "rb") as f:
+        meta = pickle.load(f)
+    assert set(meta) == {"vocab_size", "itos", "stoi"} and meta["vocab_size"] == 65
+    assert list(meta["stoi"]) == sorted(set(text))
+    assert all(meta["itos"][i] == ch for ch, i in meta["stoi"].items())
+    assert (len(train), len(val)) == (1_003_854, 111_540)
+    assert "".join(meta["itos"][i] for i in train.tolist()) == text[:int(len(text) * 0.9)]
+    assert "".join(meta["itos"][i] for i in val.tolist()) == text[int(len(text) * 0.9):]
+    assert sorted(os.listdir(tmp_path / "sc")) == ["meta.pkl", "train.bin", "val.bin"]
+
+
+def test_char_any_utf8_text_round_trips(tmp_path):
+    text = "naïve café — ünïcödé ✓ 日本語\n" * 50
+    (tmp_path / "mine.txt").write_text(text, encoding="utf-8")
+    result = run_script("prepare_char.py", "--input=mine.txt", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "meta.pkl", "rb") as f:
+        itos = pickle.load(f)["itos"]
+    ids = np.concatenate([np.fromfile(tmp_path / "out" / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
+    assert "".join(itos[i] for i in ids.tolist()) == text
+
+
+def test_char_downloads_tiny_shakespeare_once(http_server, shakespeare_path, tmp_path):
+    (http_server.root / "input.txt").write_bytes(shakespeare_path.read_bytes())
+    result = run_script("prepare_char.py", f"--url={http_server.url}/input.txt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "data" / "shakespeare_char"
+    assert (out / "input.txt").read_bytes() == shakespeare_path.read_bytes()
+    assert sorted(os.listdir(out)) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
+    # the next run uses the copy on disk and needs no network
+    again = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "downloading" not in again.stdout
+
+
+def test_char_without_network_or_input_exits_1_and_leaves_nothing(tmp_path):
+    result = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", "--out_dir=out", cwd=tmp_path)
+    assert_user_error(result, "--input")
+    assert not (tmp_path / "out").exists()
+
+
+def test_char_refuses_missing_and_non_utf8_input(tmp_path):
+    missing = run_script("prepare_char.py", "--input=nope.txt", "--out_dir=out", cwd=tmp_path)
+    assert_user_error(missing, "nope.txt")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 10)
+    latin1 = run_script("prepare_char.py", "--input=latin1.txt", "--out_dir=out", cwd=tmp_path)
+    assert_user_error(latin1, "UTF-8")
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------
+# prepare_owt.py: splits and round trips
+
+def test_owt_tail_split_reproduces_nanogpt_shakespeare(shakespeare_path, tmp_path, enc):
+    result = run_script("prepare_owt.py", f"--input={shakespeare_path}", "--split=tail", "--out_dir=sbpe", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "train has 301,966 tokens" in result.stdout and "val has 36,059 tokens" in result.stdout
+    train = np.fromfile(tmp_path / "sbpe" / "train.bin", dtype=np.uint16).tolist()
+    val = np.fromfile(tmp_path / "sbpe" / "val.bin", dtype=np.uint16).tolist()
+    assert (len(train), len(val)) == (301_966, 36_059)
+    text = shakespeare_path.read_text(encoding="utf-8")
+    n = int(len(text) * 0.9)
+    assert train == enc.encode_ordinary(text[:n]) and val == enc.encode_ordinary(text[n:])  # no EOT, as nanoGPT
+    assert sorted(os.listdir(tmp_path / "sbpe")) == ["train.bin", "val.bin"]  # BPE: no meta.pkl
+
+
+def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_path, enc):
+    docs = shakespeare_docs(shakespeare_path, 60)
+    docs[3] = "a literal <|endoftext|> in the text stays text"  # encode_ordinary, not the special token
+    corpus = tmp_path / "corpus"
+    for i, doc in enumerate(docs[:40]):  # .txt files in nested folders, one document each
+        path = corpus / f"part{i // 10}" / f"{i:03d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(doc, encoding="utf-8")
+    (corpus / "skip.md").write_text("not a corpus file")  # a directory yields only corpus suffixes
+    (tmp_path / "extra").mkdir()
+    with open(tmp_path / "extra" / "more.jsonl", "w", encoding="utf-8") as f:
+        for doc in docs[40:]:
+            f.write(json.dumps({"text": doc, "url": "x"}) + "\n")
+
+    result = run_script("prepare_owt.py", "--input", "corpus", "extra/*.jsonl", "--val_fraction=0.3",
+                        "--num_proc=2", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    train, train_tokens = bin_documents(tmp_path / "out" / "train.bin", enc)
+    val, val_tokens = bin_documents(tmp_path / "out" / "val.bin", enc)
+    assert_split_in_order(docs, train, val)
+    assert 5 <= len(val) <= 35  # about 30% of 60
+    assert train_tokens == [t for doc in train for t in enc.encode_ordinary(doc) + [EOT]]
+    assert val_tokens == [t for doc in val for t in enc.encode_ordinary(doc) + [EOT]]
+    assert f"{len(train_tokens):,} tokens from {len(train)} document(s)" in result.stdout
+    assert "60 documents" in result.stdout and "tokens/s" in result.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["train.bin", "val.bin"]
+
+
+def test_owt_split_depends_on_seed_not_on_processes(shakespeare_path, tmp_path, monkeypatch):
+    docs = shakespeare_docs(shakespeare_path, 300)
+    for i, doc in enumerate(docs):
+        (tmp_path / f"{i:03d}.txt").write_text(doc, encoding="utf-8")
+    monkeypatch.setattr(prepare_owt, "BATCH_BYTES", 4000)  # many tasks, so the processes interleave
+
+    def prepare(out, *flags):
+        args = prepare_owt.parse_args(["--input", str(tmp_path), "--out_dir", str(tmp_path / out), *flags])
+        stats, _ = prepare_owt.run(args)
+        return stats, [(tmp_path / out / f"{s}.bin").read_bytes() for s in ("train", "val")]
+
+    one_stats, one = prepare("one", "--num_proc=1", "--val_fraction=0.2")
+    two_stats, two = prepare("two", "--num_proc=2", "--val_fraction=0.2")
+    _, other_seed = prepare("seed", "--num_proc=2", "--val_fraction=0.2", "--seed=1")
+    assert one == two and one_stats == two_stats
+    assert other_seed != one
+    assert 30 <= one_stats["val_documents"] <= 90  # about 20% of 300
+    assert one_stats["train_documents"] + one_stats["val_documents"] == 300
+
+
+def test_owt_default_fraction_still_gives_a_val_document(tmp_path, enc):
+    for i in range(3):
+        (tmp_path / f"{i}.txt").write_text(f"document number {i}.", encoding="utf-8")
+    result = run_script("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
+    val, _ = bin_documents(tmp_path / "out" / "val.bin", enc)
+    # with 0.0005 no document draws val here, so the last one moves there
+    assert (train, val) == (["document number 0.", "document number 1."], ["document number 2."])
+
+
+def test_owt_counts_bad_utf8_and_skips_empty_documents(tmp_path, enc):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "0.txt").write_text("first good document", encoding="utf-8")
+    (tmp_path / "c" / "1.txt").write_bytes(b"bad \xff\xfe bytes here")
+    (tmp_path / "c" / "2.txt").write_bytes(b"")
+    (tmp_path / "c" / "3.txt").write_text("  \n\n \t", encoding="utf-8")
+    (tmp_path / "c" / "4.txt").write_text("last good document", encoding="utf-8")
+    result = run_script("prepare_owt.py", "--input=c", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 empty document(s); replaced bad UTF-8 in 1 document(s)" in result.stdout
+    train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
+    val, _ = bin_documents(tmp_path / "out" / "val.bin", enc)
+    assert_split_in_order(["first good document", "bad \ufffd\ufffd bytes here", "last good document"], train, val)
+
+
+def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(tmp_path, enc):
+    members = [[b"\n  first doc\n\n\n\nafter four newlines  \n", b"second doc\n\n\nthird para"],
+               [b" \n\n ", b"bad \xc3\x28 utf8\n", "fifth: caf\u00e9\n\n\n\n\nend".encode("utf-8")]]
+    make_owt_shard(tmp_path / "shard.tar", members)
+    result = run_script("prepare_owt.py", "--input=shard.tar", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 empty document(s); replaced bad UTF-8 in 1 document(s)" in result.stdout
+    expected = ["first doc\n\nafter four newlines", "second doc\n\nthird para", "bad \ufffd( utf8",
+                "fifth: caf\u00e9\n\nend"]
+    train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
+    val, _ = bin_documents(tmp_path / "out" / "val.bin", enc)
+    assert_split_in_order(expected, train, val)
+
+    # a lone .xz member of the same layout is an input too
+    with tarfile.open(tmp_path / "shard.tar") as tar:
+        data = tar.extractfile("openwebtext/urlsf_subset00-0_data.xz").read()
+    (tmp_path / "one.xz").write_bytes(data)
+    result = run_script("prepare_owt.py", "--input=one.xz", "--out_dir=xz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    train, _ = bin_documents(tmp_path / "xz" / "train.bin", enc)
+    val, _ = bin_documents(tmp_path / "xz" / "val.bin", enc)
+    assert train + val == expected[:2]
+
+
+# ----------------------------------------------------------------------------
+# prepare_owt.py: downloading OpenWebText
+
+def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http_server, tmp_path, enc):
+    (http_server.root / "subsets").mkdir()
+    for shard in range(2):
+        members = [[f"shard {shard} member {k} doc {j}".encode() for j in range(3)] for k in range(2)]
+        make_owt_shard(http_server.root / "subsets" / f"urlsf_subset{shard:02d}.tar", members, shard)
+    served = [(http_server.root / "subsets" / f"urlsf_subset{i:02d}.tar").read_bytes() for i in range(2)]
+    downloads = tmp_path / "owt" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "urlsf_subset01.tar.part").write_bytes(served[1][:3000])  # an earlier run stopped here
+    seen = record_requests(http_server)
+
+    result = run_script("prepare_owt.py", f"--base_url={http_server.url}", "--shards=0-1", "--val_fraction=0.2",
+                        "--out_dir=owt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("GET", "/subsets/urlsf_subset01.tar", "bytes=3000-") in seen
+    assert ("GET", "/subsets/urlsf_subset00.tar", None) in seen
+    assert [(downloads / f"urlsf_subset{i:02d}.tar").read_bytes() for i in range(2)] == served
+    assert sorted(os.listdir(downloads)) == ["urlsf_subset00.tar", "urlsf_subset01.tar"]
+    train, _ = bin_documents(tmp_path / "owt" / "train.bin", enc)
+    val, _ = bin_documents(tmp_path / "owt" / "val.bin", enc)
+    assert_split_in_order([f"shard {s} member {k} doc {j}" for s in range(2) for k in range(2) for j in range(3)],
+                          train, val)
+
+    # a second run checks the sizes and downloads nothing
+    seen.clear()
+    again = run_script("prepare_owt.py", f"--base_url={http_server.url}", "--shards=1", "--out_dir=owt", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "urlsf_subset01.tar: already downloaded" in again.stdout
+    assert [method for method, _, _ in seen] == ["HEAD"]
+
+
+def test_owt_without_network_exits_1_and_leaves_nothing(tmp_path):
+    result = run_script("prepare_owt.py", f"--base_url={closed_port_url()}", "--shards=0", "--out_dir=owt", cwd=tmp_path)
+    assert_user_error(result, "could not download", "--input")
+    assert not (tmp_path / "owt").exists()
+
+
+def test_parse_shards_takes_ranges_and_lists():
+    assert prepare_owt.parse_shards("0-2") == [0, 1, 2]
+    assert prepare_owt.parse_shards("0,3,5") == [0, 3, 5]
+    assert prepare_owt.parse_shards("4-5,1") == [4, 5, 1]
+    assert prepare_owt.parse_shards("all") == list(range(21))
+    for bad in ("21", "3-1", "x", "0-"):
+        with pytest.raises(prepare_owt.PrepareError):
+            prepare_owt.parse_shards(bad)
+
+
+# ----------------------------------------------------------------------------
+# prepare_owt.py: bad inputs
+
+def test_owt_refuses_a_vocabulary_beyond_uint16():
+    class BigVocab:
+        name, max_token_value = "cl100k_base", 100_276
+
+    with pytest.raises(prepare_owt.PrepareError, match="uint16"):
+        prepare_owt.check_vocab(BigVocab())
+    prepare_owt.check_vocab(tiktoken.get_encoding("gpt2"))  # 50,257 tokens fit
+
+
+def test_owt_failure_midway_leaves_no_bin_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.bin").write_bytes(b"old")  # a previous complete run stays untouched
+    with open(tmp_path / "c.jsonl", "w") as f:
+        for i in range(2000):
+            f.write(json.dumps({"text": f"line {i} " * 100}) + "\n")
+        f.write('{"txt": "no text field"}\n')
+    result = run_script("prepare_owt.py", "--input=c.jsonl", "--out_dir=out", cwd=tmp_path)
+    assert_user_error(result, "c.jsonl:2001", '"text"')
+    assert sorted(os.listdir(out)) == ["train.bin"] and (out / "train.bin").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--input=missing/*.txt"], ["missing/*.txt"]),
+    (["--input=one.txt"], ["too few", "--split=tail"]),
+    (["--input", "one.txt", "two.txt", "--split=tail"], ["exactly one"]),
+    (["--input=broken.tar"], ["broken.tar", "tar"]),
+    (["--input=one.txt", "--val_fraction=1.5"], ["--val_fraction"]),
+    (["--shards=99"], ["--shards"]),
+])
+def test_owt_bad_input_exits_1_with_one_line(tmp_path, flags, words):
+    (tmp_path / "one.txt").write_text("only one document")
+    (tmp_path / "two.txt").write_text("a second one")
+    (tmp_path / "broken.tar").write_bytes(b"this is not a tar file" * 100)
+    result = run_script("prepare_owt.py", *flags, "--out_dir=out", cwd=tmp_path)
+    assert_user_error(result, *words)
+    assert not list(tmp_path.glob("out/*.bin*"))
+
+
+@pytest.mark.parametrize("script", ["prepare_char.py", "prepare_owt.py", "bench_prepare.py"])
+def test_scripts_have_help(script, tmp_path):
+    result = run_script(script, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "usage:" in result.stdout
