@@ -72,7 +72,8 @@ def default_num_test(num_pairs):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--digits", type=int, default=2, help="digits per operand, 1..%d (default 2)" % MAX_DIGITS)
-    p.add_argument("--out_dir", default=os.path.join("data", "addition"), help="output directory (default data/addition)")
+    p.add_argument("--out_dir", default=os.path.join("data", "addition"),
+                   help="output directory (default data/addition)")
     p.add_argument("--seed", type=int, default=1337, help="seed of the train/test split (default 1337)")
     p.add_argument("--test_fraction", type=float, default=None,
                    help="fraction of pairs held out as val.bin (default: as minGPT, min(20%%, 500 pairs))")

@@ -66,7 +66,8 @@ def download(url, dest):
             os.remove(part)
         if isinstance(e, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
             raise PrepareError(f"could not download {url}: {e}\n"
-                               f"Offline? Fetch {ARCHIVE} elsewhere and pass --input=PATH/{ARCHIVE} (or run again if it was cut off)") from e
+                               f"Offline? Fetch {ARCHIVE} elsewhere and pass --input=PATH/{ARCHIVE} "
+                               f"(or run again if it was cut off)") from e
         raise
 
 
