@@ -263,15 +263,16 @@ def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=('config', 'max_new_tokens', 'top_k', 'top_p', 'dtype'))
+@partial(jax.jit, static_argnames=('config', 'max_new_tokens', 'top_k', 'top_p', 'dtype', 'on_token'))
 def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-             dtype=jnp.float32):
+             dtype=jnp.float32, on_token=None):
     """Sample max_new_tokens after the prompt idx [B, T0] -> [B, T0 + max_new_tokens].
 
     The prompt is prefilled into the KV cache once, then each new token costs one single-token
     step. Past block_size the context is the last block_size tokens, as in nanoGPT; the model
     has absolute positions, so that window is recomputed in full for each new token (only its
     last position goes through the output head). Step i draws with jax.random.split(key, n)[i].
+    on_token: an optional host function called with each new token batch [B], in order (streaming).
     """
     B, T0 = idx.shape
     if T0 > config.block_size:  # the model cannot see further back than block_size
@@ -294,7 +295,12 @@ def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=No
         t, key = xs  # t: where the new token goes
         tok = sample_logits(logits, key, temperature, top_k, top_p)
         tokens = lax.dynamic_update_slice_in_dim(tokens, tok[:, None], t, axis=1)
-        logits, cache = lax.cond(t < config.block_size, cached_step, window_step, tokens, cache, t)
+        if on_token is not None:
+            jax.debug.callback(on_token, tok, ordered=True)
+        if n_total <= config.block_size:  # known when tracing: the window is never needed
+            logits, cache = cached_step(tokens, cache, t)
+        else:
+            logits, cache = lax.cond(t < config.block_size, cached_step, window_step, tokens, cache, t)
         return (tokens, cache, logits), None
 
     ts = T0 + jnp.arange(max_new_tokens)

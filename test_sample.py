@@ -1,0 +1,178 @@
+"""KV-cache generation (model.generate) against plain full-forward sampling, and sample.py end to end."""
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import checkpoint
+import model
+from model import GPTConfig
+
+ROOT = Path(__file__).resolve().parent
+SAMPLE = str(ROOT / 'sample.py')
+CFG = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture(scope='module')
+def params():
+    p = model.init_params(CFG, jax.random.key(0))
+    # sharpen the random model a little so that sampling is not uniform noise
+    return {**p, 'wte': p['wte'] * 20}
+
+
+def full_forward_sampler(params, idx, key, config, n, **kw):
+    """nanoGPT's method: crop to block_size, run the whole context, sample from the last logits."""
+    fwd = jax.jit(model.forward, static_argnames='config')
+    keys = jax.random.split(key, n)
+    for i in range(n):
+        logits = fwd(params, idx[:, -config.block_size:], config)[:, -1]
+        tok = model.sample_logits(logits, keys[i], **kw)
+        idx = jnp.concatenate([idx, tok[:, None]], axis=1)
+    return idx
+
+
+@pytest.mark.parametrize('prompt_len', [1, 5, 16, 20])
+def test_greedy_kv_cache_generation_equals_full_forwards_past_block_size(params, prompt_len):
+    idx = jax.random.randint(jax.random.key(1), (3, prompt_len), 0, CFG.vocab_size)
+    n = 30  # runs past block_size (16)
+    ours = model.generate(params, idx, jax.random.key(2), CFG, n, top_k=1)
+    ref = full_forward_sampler(params, idx[:, -16:], jax.random.key(2), CFG, n, top_k=1)
+    np.testing.assert_array_equal(ours[:, -n:], ref[:, -n:])
+
+
+def test_sampling_equals_full_forward_sampler_with_the_same_random_numbers(params):
+    idx = jax.random.randint(jax.random.key(3), (4, 3), 0, CFG.vocab_size)
+    kw = dict(temperature=0.9, top_k=20, top_p=0.95)
+    ours = model.generate(params, idx, jax.random.key(4), CFG, 25, **kw)
+    ref = full_forward_sampler(params, idx, jax.random.key(4), CFG, 25, **kw)
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_same_seed_same_text_other_seed_other_text(params):
+    idx = jnp.zeros((2, 1), jnp.int32)
+    a = model.generate(params, idx, jax.random.key(5), CFG, 20, temperature=3.0)
+    b = model.generate(params, idx, jax.random.key(5), CFG, 20, temperature=3.0)
+    c = model.generate(params, idx, jax.random.key(6), CFG, 20, temperature=3.0)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_top_k_and_top_p_never_pick_outside_the_allowed_set():
+    logits = jax.random.normal(jax.random.key(7), (64, 50)) * 3
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))
+    order = np.argsort(-probs, axis=-1)
+    for i in range(20):
+        key = jax.random.key(100 + i)
+        tok = np.asarray(model.sample_logits(logits, key, top_k=5))
+        assert all(t in order[r, :5] for r, t in enumerate(tok))
+        tok = np.asarray(model.sample_logits(logits, key, top_p=0.5))
+        for r, t in enumerate(tok):
+            cum = np.cumsum(probs[r, order[r]])
+            allowed = order[r, :np.searchsorted(cum, 0.5) + 1]  # smallest prefix reaching 0.5
+            assert t in allowed
+    # top_p keeps at least the most likely token, however small top_p is
+    tok = model.sample_logits(logits, jax.random.key(0), top_p=1e-9)
+    np.testing.assert_array_equal(tok, order[:, 0])
+
+
+# ----------------------------------------------------------------------------- sample.py
+
+
+@pytest.fixture
+def char_run(tmp_path):
+    """A working directory with a char-level dataset and a checkpoint trained a few steps."""
+    text = 'ROMEO: hello, world.\nJULIET: goodbye.\n' * 300
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    d = tmp_path / 'data' / 'chars'
+    d.mkdir(parents=True)
+    ids = np.array([stoi[c] for c in text], np.uint16)
+    ids[:9000].tofile(d / 'train.bin')
+    ids[9000:].tofile(d / 'val.bin')
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi}, f)
+    p = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--dataset=chars', '--out_dir=out',
+                        '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
+                        '--gradient_accumulation_steps=1', '--max_iters=30', '--eval_interval=30',
+                        '--eval_iters=2', '--learning_rate=1e-2', '--warmup_iters=0', '--log_interval=10'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return tmp_path
+
+
+def sample(cwd, *args):
+    return subprocess.run([sys.executable, SAMPLE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_sample_char_checkpoint_end_to_end(char_run):
+    p = sample(char_run, '--out_dir=out', '--start=ROMEO:', '--num_samples=3', '--max_new_tokens=40')
+    assert p.returncode == 0, p.stderr
+    samples = p.stdout.split('---------------\n')
+    assert len(samples) == 4 and samples[-1] == ''  # three samples, each closed by dashes
+    assert 'character vocabulary of 24' in p.stderr
+    for s in samples[:3]:
+        assert s.startswith('ROMEO:') and len(s.rstrip('\n')) >= 6 + 30
+        assert set(s) <= set('ROMEO: hello, world.\nJULIET: goodbye.\n')
+
+
+def test_sample_streams_one_sample_and_is_reproducible(char_run):
+    a = sample(char_run, '--out_dir=out', '--start=JULIET:', '--num_samples=1', '--max_new_tokens=50')
+    b = sample(char_run, '--out_dir=out', '--start=JULIET:', '--num_samples=1', '--max_new_tokens=50')
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and 'JULIET:' in a.stdout and a.stdout.endswith('---------------\n')
+
+
+def test_file_prompt(char_run):
+    (char_run / 'prompt.txt').write_text('JULIET: hello')
+    p = sample(char_run, '--out_dir=out', '--start=FILE:prompt.txt', '--num_samples=2', '--max_new_tokens=5')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count('JULIET: hello') == 2
+    p = sample(char_run, '--out_dir=out', '--start=FILE:missing.txt')
+    assert p.returncode == 1 and 'cannot read the prompt file missing.txt' in p.stderr
+
+
+def test_bpe_checkpoint_uses_gpt2_tokens(tmp_path):
+    config = GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
+    params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
+    checkpoint.save(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
+                                                      'config': {'dataset': 'openwebtext'}})
+    p = sample(tmp_path, '--out_dir=out', '--start=Hello world<|endoftext|>', '--num_samples=2',
+               '--max_new_tokens=8')
+    assert p.returncode == 0, p.stderr
+    assert 'assuming GPT-2 encodings' in p.stderr and p.stdout.count('Hello world<|endoftext|>') == 2
+
+
+def test_bad_inputs(char_run):
+    p = sample(char_run, '--out_dir=out', '--start=ROMEO{Ω}')
+    assert p.returncode == 1 and "outside the vocabulary: '{}Ω'" in p.stderr
+    p = sample(char_run, '--out_dir=out', '--temperature=0.0')
+    assert p.returncode == 1 and 'temperature must be > 0' in p.stderr
+    p = sample(char_run, '--out_dir=out', '--top_k=0')
+    assert p.returncode == 1 and 'top_k must be >= 1' in p.stderr
+    p = sample(char_run, '--out_dir=nowhere')
+    assert p.returncode == 1 and 'no checkpoint at nowhere/ckpt.pkl' in p.stderr
+    (char_run / 'foreign').mkdir()
+    with open(char_run / 'foreign' / 'ckpt.pkl', 'wb') as f:
+        pickle.dump({'something': 'else'}, f)
+    p = sample(char_run, '--out_dir=foreign')
+    assert p.returncode == 1 and 'not a checkpoint written by train.py' in p.stderr
+    with open(char_run / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': 0, 'itos': {}, 'stoi': {}}, f)
+    p = sample(char_run, '--out_dir=out')
+    assert p.returncode == 1 and 'holds no vocabulary' in p.stderr
+    assert 'Traceback' not in p.stderr
+
+
+def test_long_prompt_is_cropped_with_a_warning(char_run):
+    p = sample(char_run, '--out_dir=out', '--start=' + 'hello, world. ' * 10, '--num_samples=1',
+               '--max_new_tokens=5')
+    assert p.returncode == 0, p.stderr
+    assert 'warning: the prompt has 140 tokens; the model sees only the last 32' in p.stderr
