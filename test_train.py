@@ -203,3 +203,11 @@ def test_clear_errors(workdir):
     p = run(workdir, '--init_from=resume', '--out_dir=bad', check=False)
     assert p.returncode == 1 and 'not a readable checkpoint' in p.stderr
     assert 'Traceback' not in p.stderr
+
+
+@pytest.mark.parametrize('config_file', sorted(p.name for p in (ROOT / 'config').glob('*.py')))
+def test_config_files_set_only_known_keys(config_file):
+    import configurator
+    settings = {}
+    exec(open(TRAIN).read().split('import configurator')[0], settings)  # train.py's defaults
+    configurator.configure(settings, [str(ROOT / 'config' / config_file)], quiet=True)
