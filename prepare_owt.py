@@ -131,25 +131,30 @@ def fetch(url, dest):
 # ----------------------------------------------------------------------------
 # the corpus as tasks: small units of work for the worker processes
 
-def list_inputs(patterns):
-    """Expand --input into files: files as given, directories recursively (only files with a
-    corpus suffix, sorted), globs as matched (sorted)."""
-    files = []
+def is_glob(pattern):
+    return any(c in pattern for c in "*?[")
+
+
+def check_inputs(patterns):
+    """Fail before any work if an --input names nothing."""
+    for pattern in patterns:
+        if not (os.path.exists(pattern) or (is_glob(pattern) and glob.glob(pattern, recursive=True))):
+            raise PrepareError(f"--input {pattern}: no such file or directory, and no files match it")
+
+
+def input_files(patterns):
+    """The files of --input, lazily, so that even millions of them take no memory: files as
+    given, directories recursively (only files with a corpus suffix, in sorted order), globs as
+    matched (sorted)."""
     for pattern in patterns:
         if os.path.isfile(pattern):
-            matches = [pattern]
+            yield pattern
         elif os.path.isdir(pattern):
-            matches = sorted(os.path.join(folder, name) for folder, _, names in os.walk(pattern)
-                             for name in names if name.endswith(CORPUS_SUFFIXES))
-        elif any(c in pattern for c in "*?["):
-            matches = sorted(glob.glob(pattern, recursive=True))
-            matches = list_inputs(matches) if matches else []
-        else:
-            matches = []
-        if not matches:
-            raise PrepareError(f"--input {pattern}: no such file, directory, or corpus files matching it")
-        files.extend(matches)
-    return files
+            for folder, subfolders, names in os.walk(pattern):
+                subfolders.sort()  # os.walk visits them in this order
+                yield from (os.path.join(folder, name) for name in sorted(names) if name.endswith(CORPUS_SUFFIXES))
+        elif is_glob(pattern):
+            yield from input_files(sorted(glob.glob(pattern, recursive=True)))
 
 
 def owt_tar_tasks(path):
@@ -419,7 +424,8 @@ def run(args):
     load_tokenizer()  # fail early, before any download, if the tokenizer is unavailable
 
     if args.input:
-        files = list_inputs(args.input)
+        check_inputs(args.input)
+        files = input_files(args.input)
     else:
         shards = parse_shards(args.shards)
         download_dir = args.download_dir or os.path.join(args.out_dir, "downloads")
@@ -429,6 +435,7 @@ def run(args):
 
     stats = collections.Counter()
     if args.split == "tail":
+        files = list(itertools.islice(files, 2))
         if len(files) != 1 or files[0].endswith((".jsonl", ".tar", ".xz")):
             raise PrepareError("--split=tail splits one text file; pass exactly one --input=FILE, "
                                "or use --split=doc for a corpus of many documents")
@@ -437,7 +444,7 @@ def run(args):
     else:
         fill = lambda train_f, val_f: tokenize_corpus(files, train_f, val_f, val_fraction, args.seed,
                                                       args.num_proc, stats)
-        print(f"tokenizing {len(files):,} file(s) with {args.num_proc} process(es) into {args.out_dir}")
+        print(f"tokenizing with {args.num_proc} process(es) into {args.out_dir}")
     t0 = time.time()
     sizes = write_bins(args.out_dir, fill)
     seconds = time.time() - t0
