@@ -450,11 +450,19 @@ def run(args):
     seconds = time.time() - t0
     stats["train_tokens"], stats["val_tokens"] = sizes["train"], sizes["val"]
 
-    documents, tokens = stats["train_documents"] + stats["val_documents"], sizes["train"] + sizes["val"]
-    print(f"train has {sizes['train']:,} tokens from {stats['train_documents']:,} document(s)")
-    print(f"val has {sizes['val']:,} tokens from {stats['val_documents']:,} document(s)")
-    print(f"skipped {stats['empty']:,} empty document(s); replaced bad UTF-8 in {stats['bad_utf8']:,} document(s)")
-    print(f"{documents:,} documents, {tokens:,} tokens in {seconds:.2f} s ({tokens / seconds:,.0f} tokens/s)")
+    tokens = sizes["train"] + sizes["val"]
+    if args.split == "doc":
+        documents = stats["train_documents"] + stats["val_documents"]
+        print(f"train has {sizes['train']:,} tokens from {stats['train_documents']:,} documents")
+        print(f"val has {sizes['val']:,} tokens from {stats['val_documents']:,} documents")
+        print(f"empty documents skipped: {stats['empty']:,}; documents with bad UTF-8 (replaced): {stats['bad_utf8']:,}")
+        print(f"{documents:,} documents, {tokens:,} tokens in {seconds:.2f} s ({tokens / seconds:,.0f} tokens/s)")
+    else:
+        print(f"train has {sizes['train']:,} tokens")
+        print(f"val has {sizes['val']:,} tokens")
+        if stats["bad_utf8"]:
+            print("replaced bad UTF-8 in the text")
+        print(f"{tokens:,} tokens in {seconds:.2f} s ({tokens / seconds:,.0f} tokens/s)")
     return stats, seconds
 
 

@@ -218,7 +218,7 @@ def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_p
     assert 5 <= len(val) <= 35  # about 30% of 60
     assert train_tokens == [t for doc in train for t in enc.encode_ordinary(doc) + [EOT]]
     assert val_tokens == [t for doc in val for t in enc.encode_ordinary(doc) + [EOT]]
-    assert f"{len(train_tokens):,} tokens from {len(train)} document(s)" in result.stdout
+    assert f"train has {len(train_tokens):,} tokens from {len(train)} documents" in result.stdout
     assert "60 documents" in result.stdout and "tokens/s" in result.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["train.bin", "val.bin"]
 
@@ -263,7 +263,7 @@ def test_owt_counts_bad_utf8_and_skips_empty_documents(tmp_path, enc):
     (tmp_path / "c" / "4.txt").write_text("last good document", encoding="utf-8")
     result = run_script("prepare_owt.py", "--input=c", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "skipped 2 empty document(s); replaced bad UTF-8 in 1 document(s)" in result.stdout
+    assert "empty documents skipped: 2; documents with bad UTF-8 (replaced): 1" in result.stdout
     train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
     val, _ = bin_documents(tmp_path / "out" / "val.bin", enc)
     assert_split_in_order(["first good document", "bad \ufffd\ufffd bytes here", "last good document"], train, val)
@@ -275,7 +275,7 @@ def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(tmp_p
     make_owt_shard(tmp_path / "shard.tar", members)
     result = run_script("prepare_owt.py", "--input=shard.tar", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "skipped 1 empty document(s); replaced bad UTF-8 in 1 document(s)" in result.stdout
+    assert "empty documents skipped: 1; documents with bad UTF-8 (replaced): 1" in result.stdout
     expected = ["first doc\n\nafter four newlines", "second doc\n\nthird para", "bad \ufffd( utf8",
                 "fifth: caf\u00e9\n\nend"]
     train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
