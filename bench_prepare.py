@@ -77,7 +77,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", required=True, help="a UTF-8 text to draw paragraphs from (e.g. tiny Shakespeare)")
     parser.add_argument("--mb", type=float, default=50, help="corpus size in megabytes (default: %(default)s)")
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count(),
+    parser.add_argument("--num_proc", type=int, default=prepare_owt.CORES,
                         help="processes for prepare_owt, threads for the thread variant (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best time of each variant counts (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus (default: %(default)s)")
@@ -132,7 +132,7 @@ def main():
         "load_average_before": round(load, 2),
     }
     print(f"{n_docs:,} documents, {prep_tokens:,} tokens, best of {args.repeat} rounds "
-          f"(load average before: {load:.2f} on {os.cpu_count()} cores)")
+          f"(load average before: {load:.2f} on {prepare_owt.CORES} cores)")
     print(f"prepare_owt ({args.num_proc} processes): {prep_s:.2f} s, {results['prepare_owt_tokens_per_s']:,} tokens/s")
     print(f"single thread encode_ordinary: {single_s:.2f} s, {results['single_thread_tokens_per_s']:,} tokens/s")
     print(f"encode_ordinary_batch ({args.num_proc} threads): {thread_s:.2f} s, {results['threads_tokens_per_s']:,} tokens/s")

@@ -41,6 +41,8 @@ OWT_URL = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/main"
 OWT_SHARDS = 21  # subsets/urlsf_subset00.tar .. urlsf_subset20.tar
 BATCH_BYTES = 1 << 20  # about this much text per task handed to a worker process
 CORPUS_SUFFIXES = (".txt", ".jsonl", ".tar", ".xz")
+# the cores this process may use (fewer than the machine has in a restricted container)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 class PrepareError(Exception):
@@ -409,7 +411,7 @@ def parse_args(argv):
     parser.add_argument("--base_url", default=OWT_URL,
                         help="where OpenWebText's subsets/ folder is served (default: %(default)s)")
     parser.add_argument("--download_dir", help="where downloaded shards are kept (default: <out_dir>/downloads)")
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count(),
+    parser.add_argument("--num_proc", type=int, default=CORES,
                         help="tokenizer processes (default: one per core, %(default)s)")
     return parser.parse_args(argv)
 
