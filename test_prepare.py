@@ -170,6 +170,12 @@ def test_char_without_network_or_input_exits_1_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_char_missing_remote_file_exits_1_and_leaves_nothing(http_server, tmp_path):
+    result = run_script("prepare_char.py", f"--url={http_server.url}/nothing-here.txt", "--out_dir=out", cwd=tmp_path)
+    assert_user_error(result, "HTTP 404", "--input")
+    assert not (tmp_path / "out").exists()
+
+
 def test_char_refuses_missing_and_non_utf8_input(tmp_path):
     missing = run_script("prepare_char.py", "--input=nope.txt", "--out_dir=out", cwd=tmp_path)
     assert_user_error(missing, "nope.txt")
