@@ -1,0 +1,214 @@
+"""The demos' evaluation scripts: eval_addition.py (greedy exact-match accuracy of an adder) and
+sample_image.py (images drawn by a palette-token GPT, and its val loss). Offline and small:
+tiny models, a few training steps, data made in the test."""
+import math
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eval_addition
+import model
+import prepare_addition
+import sample_image
+from model import GPTConfig
+from test_demos import read_png
+
+ROOT = Path(__file__).resolve().parent
+
+
+def run(cwd, script, *args, timeout=300):
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(p):
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+# ----------------------------------------------------------------------------- accuracy()
+
+N_DIGITS = 2
+TINY_ADDER = GPTConfig(block_size=3 * N_DIGITS, vocab_size=10, n_layer=2, n_head=2, n_embd=32)
+
+
+def argmax_decode(params, config, prompts, steps):
+    """Greedy decoding the slow way: the whole sequence through model.forward for every token.
+    The sequence is zero-padded to its final length (one compilation); the model is causal, so
+    the logits at position t-1 do not see the padding after it."""
+    B, T0 = prompts.shape
+    forward = jax.jit(model.forward, static_argnums=2)
+    seq = np.zeros((B, T0 + steps), np.int32)
+    seq[:, :T0] = prompts
+    for t in range(T0, T0 + steps):
+        logits = np.asarray(forward(params, seq, config))  # [B, T, V]
+        seq[:, t] = logits[:, t - 1].argmax(-1)
+    return seq[:, T0:]
+
+
+@pytest.fixture(scope='module')
+def random_adder():
+    """A random tiny model and 37 two-digit examples: the sums of the even rows are replaced by
+    what the model itself answers (so it gets those right), the odd rows keep the true sums."""
+    n = N_DIGITS
+    params = model.init_params(TINY_ADDER, jax.random.key(3))
+    ids = np.random.default_rng(0).choice(10 ** (2 * n), 37, replace=False)
+    examples = prepare_addition.encode_pairs(ids, n)  # [37, 3n+1]
+    answers = argmax_decode(params, TINY_ADDER, examples[:, :2 * n], n + 1)
+    examples[::2, 2 * n:] = answers[::2]
+    return params, examples, answers
+
+
+@pytest.mark.parametrize('batch_size', [16, 64])  # 37 = 16 + 16 + 5 padded; one padded batch
+def test_accuracy_agrees_with_argmax_decoding(random_adder, batch_size):
+    params, examples, answers = random_adder
+    n = N_DIGITS
+    correct, total, wrong = eval_addition.accuracy(params, TINY_ADDER, examples, n, batch_size)
+
+    expected_wrong = []
+    for ex, ans in zip(examples, answers):
+        a, b, c = prepare_addition.decode_example(ex, n)
+        if (ans != ex[2 * n:]).any():
+            expected_wrong.append((a, b, c, prepare_addition.decode_sum(ans, n)))
+    assert total == 37
+    assert correct == total - len(expected_wrong)
+    assert wrong == expected_wrong
+    assert 19 <= correct < total  # the 19 even rows are right by construction, some odd ones wrong
+
+
+def test_accuracy_compiles_generation_once_per_batch_size(random_adder):
+    params, examples, _ = random_adder
+    if not hasattr(model.generate, '_cache_size'):
+        pytest.skip('this jax has no jit cache introspection')
+    eval_addition.accuracy(params, TINY_ADDER, examples[:3], N_DIGITS, 16)
+    before = model.generate._cache_size()
+    for count in (1, 16, 17, 35):  # full, short and padded last batches: the same shapes
+        c, t, _ = eval_addition.accuracy(params, TINY_ADDER, examples[:count], N_DIGITS, 16)
+        assert t == count and 0 <= c <= count
+    assert model.generate._cache_size() == before
+
+
+def test_accuracy_counts_a_perfect_model_as_perfect(random_adder):
+    params, examples, answers = random_adder
+    examples = examples.copy()
+    examples[:, 2 * N_DIGITS:] = answers  # every label is what the model says
+    assert eval_addition.accuracy(params, TINY_ADDER, examples, N_DIGITS, 64) == (37, 37, [])
+
+
+# ----------------------------------------------------------------------------- eval_addition.py
+
+def test_addition_train_then_eval_end_to_end(tmp_path):
+    ok(run(tmp_path, 'prepare_addition.py'))
+    ok(run(tmp_path, 'train.py', str(ROOT / 'config' / 'train_addition.py'),
+           '--n_layer=1', '--n_head=2', '--n_embd=32', '--batch_size=32', '--max_iters=20',
+           '--eval_interval=10', '--eval_iters=2', '--log_interval=10', '--warmup_iters=2',
+           '--always_save_checkpoint=True'))
+    assert (tmp_path / 'out-addition' / 'ckpt.pkl').is_file()
+    p = ok(run(tmp_path, 'eval_addition.py', '--batch_size=128'))  # 500 = 3 x 128 + 116 padded
+    m = re.search(r'^held-out accuracy: (\d+)/500 = (\d+\.\d\d)%', p.stdout, re.M)
+    assert m, p.stdout
+    assert float(m.group(2)) == pytest.approx(100 * int(m.group(1)) / 500, abs=0.005)
+    if int(m.group(1)) < 500:  # 20 steps of a tiny model: wrong answers are listed
+        assert re.search(r'^  wrong: \d+ \+ \d+ = \d+, model said [\d?]+$', p.stdout, re.M)
+
+    p = ok(run(tmp_path, 'eval_addition.py', '--split=train', '--max_examples=300'))
+    assert re.search(r'^train accuracy: \d+/300 = ', p.stdout, re.M), p.stdout
+
+
+def test_eval_addition_without_checkpoint_fails_clearly(tmp_path):
+    p = run(tmp_path, 'eval_addition.py', '--out_dir=nowhere')
+    assert p.returncode == 1
+    assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
+
+
+def test_eval_scripts_help():
+    for script in ('eval_addition.py', 'sample_image.py'):
+        p = ok(run(ROOT, script, '--help', timeout=60))
+        assert 'batch_size' in p.stdout and 'out_dir' in p.stdout
+
+
+# ----------------------------------------------------------------------------- sample_image.py
+
+PALETTE = np.array([[255, 0, 0], [0, 200, 0], [0, 0, 255], [250, 250, 250]], np.uint8)
+SIZE = 8
+
+
+def tiny_images(rng, count):
+    """Palette-token 8x8 images: two colours split at a random row or column."""
+    out = np.empty((count, 1 + SIZE * SIZE), np.uint16)
+    for i in range(count):
+        c1, c2 = rng.choice(len(PALETTE), 2, replace=False)
+        img = np.full((SIZE, SIZE), c1)
+        cut = rng.integers(1, SIZE)
+        if i % 2:
+            img[cut:] = c2
+        else:
+            img[:, cut:] = c2
+        out[i] = np.concatenate([[len(PALETTE)], img.ravel()])
+    return out
+
+
+def test_sample_image_end_to_end(tmp_path):
+    d = tmp_path / 'data' / 'tinyimg'
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    tiny_images(rng, 64).tofile(d / 'train.bin')
+    tiny_images(rng, 8).tofile(d / 'val.bin')
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': len(PALETTE) + 1, 'example_len': 1 + SIZE * SIZE, 'prompt_len': 1,
+                     'palette': PALETTE, 'image_size': SIZE, 'start_token': len(PALETTE)}, f)
+    ok(run(tmp_path, 'train.py', str(ROOT / 'config' / 'train_image.py'), '--dataset=tinyimg',
+           '--block_size=64', '--n_layer=1', '--n_head=2', '--n_embd=32', '--batch_size=8',
+           '--max_iters=20', '--eval_interval=10', '--eval_iters=2', '--log_interval=10',
+           '--warmup_iters=2', '--always_save_checkpoint=True', '--out_dir=out-img'))
+
+    # 6 samples in batches of 4 (the second padded), 3 to a row; val loss over 8 images in 3s
+    p = ok(run(tmp_path, 'sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
+               '--nrow=3', '--eval=True', '--eval_batch_size=3'))
+    png = tmp_path / 'out-img' / 'samples.png'
+    assert str(Path('out-img') / 'samples.png') in p.stdout
+    m = re.search(r'^val loss: (\d+\.\d+) nats per pixel token', p.stdout, re.M)
+    assert m, p.stdout
+    assert 0 < float(m.group(1)) < math.log(len(PALETTE) + 1) + 0.5
+
+    grid = read_png(png)
+    assert grid.shape == (2 * (SIZE + 2) + 2, 3 * (SIZE + 2) + 2, 3)  # 2 rows x 3 columns, 2-pixel border
+    allowed = {tuple(c) for c in PALETTE} | {(0, 0, 0)}  # black: a stray start token
+    for i in range(6):
+        top, left = 2 + (i // 3) * (SIZE + 2), 2 + (i % 3) * (SIZE + 2)
+        cell = grid[top:top + SIZE, left:left + SIZE].reshape(-1, 3)
+        assert {tuple(px) for px in cell} <= allowed
+    assert (grid[:2] == 255).all() and (grid[:, :2] == 255).all()
+
+    # the same seed draws the same images
+    ok(run(tmp_path, 'sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
+           '--nrow=3', '--out=again.png'))
+    np.testing.assert_array_equal(read_png(tmp_path / 'out-img' / 'again.png'), grid)
+
+
+def test_sample_image_without_checkpoint_fails_clearly(tmp_path):
+    p = run(tmp_path, 'sample_image.py', '--out_dir=nowhere')
+    assert p.returncode == 1
+    assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
+
+
+@pytest.mark.parametrize('prompt_len', [1, 4])
+def test_val_loss_is_the_mean_over_every_scored_token(prompt_len):
+    config = GPTConfig(block_size=16, vocab_size=7, n_layer=1, n_head=2, n_embd=16)
+    params = model.init_params(config, jax.random.key(1))
+    examples = np.random.default_rng(1).integers(0, 7, (11, 17)).astype(np.uint16)
+    x, y = examples[:, :-1].astype(np.int32), examples[:, 1:].astype(np.int32)
+    y[:, :prompt_len - 1] = -1
+    expected = float(jax.jit(model.loss_fn, static_argnums=3)(params, x, y, config))
+    for batch_size in (4, 32):  # padded last batches (12 rows, 32 rows) must not count
+        got = sample_image.val_loss(params, config, examples, prompt_len, batch_size, jnp.float32)
+        assert got == pytest.approx(expected, rel=1e-5)
