@@ -86,27 +86,60 @@ def flops_per_token(config):
 
 # ----------------------------------------------------------------------------- layers
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def matmul(x, w, dtype):
-    """x @ w for 2-D x (N, K) and w (K, M), computed in `dtype` with float32 accumulation.
-    A custom backward so that the two gradient matmuls also run in `dtype`: autodiff would
-    hand them a float32 cotangent and so compute them in float32, at a fraction of the speed."""
-    return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+def transpose(a):
+    """a [..., N, K] -> [..., K, N], materialized. XLA:CPU runs a dot on its fast path only when
+    the left operand contracts over its last axis; it would fold a plain transpose into the dot
+    and fall back to a slow path, but it does not fold one that goes through tiles of 8 rows.
+    Elsewhere (GPU) the dot takes the transpose for free."""
+    *lead, N, K = a.shape
+    if jax.default_backend() != 'cpu' or N % 8:
+        return jnp.swapaxes(a, -1, -2)
+    tiles = a.reshape(*lead, N // 8, 8, K)
+    return jnp.moveaxis(tiles, -1, -3).reshape(*lead, K, N)
 
 
-def _matmul_fwd(x, w, dtype):
-    return matmul(x, w, dtype), (x, w)
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def matmul(x, w, dtype, transposed_w=False):
+    """x @ w (or x @ w.T) computed in `dtype` with float32 accumulation:
+    [..., N, K] @ [..., K, M] (w given as [..., M, K] if transposed_w) -> float32 [..., N, M].
+    A custom backward so that the two gradient matmuls also run in `dtype`: autodiff would hand
+    them a float32 cotangent and so compute them in float32, several times slower in bf16."""
+    w = w.astype(dtype)
+    return jnp.matmul(x.astype(dtype), jnp.swapaxes(w, -1, -2) if transposed_w else w,
+                      preferred_element_type=jnp.float32)
 
 
-def _matmul_bwd(dtype, res, g):
+def _matmul_fwd(x, w, dtype, transposed_w):
+    return matmul(x, w, dtype, transposed_w), (x, w)
+
+
+def _matmul_bwd(dtype, transposed_w, res, g):
     x, w = res
-    g = g.astype(dtype)
-    dx = jnp.dot(g, w.astype(dtype).T, preferred_element_type=jnp.float32)  # (N, M) @ (M, K)
-    dw = jnp.dot(x.astype(dtype).T, g, preferred_element_type=jnp.float32)  # (K, N) @ (N, M)
+    x16, w16, g = x.astype(dtype), w.astype(dtype), g.astype(dtype)
+    f32 = dict(preferred_element_type=jnp.float32)
+    if transposed_w:  # y = x @ w.T, w [M, K]
+        dx = jnp.matmul(g, w16, **f32)
+        dw = jnp.matmul(transpose(g), x16, **f32)
+    else:
+        dx = jnp.matmul(g, jnp.swapaxes(w16, -1, -2), **f32)
+        dw = jnp.matmul(transpose(x16), g, **f32)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def default_dtype():
+    """The compute dtype to use: bfloat16 on GPUs, and on CPUs with bf16 dot-product instructions
+    (AVX512-BF16, AMX), where bf16 matmuls run 2-4x faster than float32; float32 elsewhere."""
+    if jax.default_backend() == 'gpu':
+        return 'bfloat16'
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:
+        return 'float32'
+    return 'bfloat16' if 'avx512_bf16' in flags or 'amx_bf16' in flags else 'float32'
 
 
 def linear(x, p, dtype):
@@ -147,14 +180,14 @@ def attention(q, k, v, q_pos, config, dtype, key=None):
         # weights themselves, so training with dropout > 0 takes the plain path below.
         return jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
                                             is_causal=True, implementation='cudnn')
-    q, k, v = (jnp.swapaxes(a, 1, 2).astype(dtype) for a in (q, k, v))  # [B, H, T, D]
-    att = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # [B, H, T, D]
+    att = matmul(q, k, dtype, transposed_w=True)
     att = att * (1.0 / math.sqrt(D))  # [B, H, Tq, Tk]
     causal = q_pos[:, None] >= jnp.arange(k.shape[2])[None, :]  # [Tq, Tk]
     att = jnp.where(causal, att, -jnp.inf)
     att = jax.nn.softmax(att, axis=-1)  # float32
     att = dropout(att, config.dropout, key)
-    y = jnp.matmul(att.astype(dtype), v, preferred_element_type=jnp.float32)  # [B, H, Tq, D]
+    y = matmul(att, v, dtype)  # [B, H, Tq, D]
     return jnp.swapaxes(y, 1, 2)  # [B, Tq, H, D]
 
 
@@ -200,13 +233,16 @@ def _run(params, idx, config, dtype, pos=0, rng=None, cache=None):
         x, kv = block(x, p, B, q_pos, config, dtype, key, kv, pos)
         return x, kv
 
-    x, cache = lax.scan(step, x, (params['h'], keys, cache))
+    # Unrolling makes steps much faster on XLA:CPU (and lets XLA fuse across layers); beyond a
+    # dozen layers it would make compile time grow with depth, so deeper models loop.
+    unroll = int(os.environ.get('UNROLL', min(config.n_layer, 12)))
+    x, cache = lax.scan(step, x, (params['h'], keys, cache), unroll=unroll)
     return layer_norm(x, params['ln_f']), cache
 
 
 def head(params, x, dtype):
     # the output head is tied to the token embedding: [N, C] @ [C, V] -> [N, V], float32
-    return matmul(x, params['wte'].T, dtype)
+    return matmul(x, params['wte'], dtype, transposed_w=True)
 
 
 def forward(params, idx, config, *, train=False, rng=None, dtype=jnp.float32):

@@ -20,7 +20,7 @@ temperature = 0.8  # < 1 sharper, > 1 more random; must be > 0
 top_k = 200  # keep only the top_k most likely tokens (>= vocab size: no limit)
 top_p = 1.0  # nucleus sampling: keep the most likely tokens up to this probability mass (1.0: off)
 seed = 1337
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto' = bfloat16 on GPU, float32 on CPU
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
 # -----------------------------------------------------------------------------
 import configurator  # noqa: E402
 
@@ -47,7 +47,7 @@ if top_k < 1:
 if not 0 < top_p <= 1:
     fail(f'top_p must be in (0, 1], got {top_p}')
 if dtype == 'auto':
-    dtype = 'bfloat16' if jax.default_backend() == 'gpu' else 'float32'
+    dtype = model.default_dtype()
 
 # ----------------------------------------------------------------------------- model
 meta = None
