@@ -46,7 +46,8 @@ configurator.configure(globals(), own, quiet=True)
 
 # train.py's settings, with the same config files and overrides applied
 train_settings = {}
-exec(open(os.path.join(HERE, 'train.py')).read().split('import configurator')[0], train_settings)
+settings_code = open(os.path.join(HERE, 'train.py')).read().split(' settings\n', 1)[1]
+exec(settings_code.split('import configurator')[0], train_settings)
 run_config = configurator.configure(train_settings, rest, quiet=True)
 
 import jax  # noqa: E402

@@ -209,5 +209,5 @@ def test_clear_errors(workdir):
 def test_config_files_set_only_known_keys(config_file):
     import configurator
     settings = {}
-    exec(open(TRAIN).read().split('import configurator')[0], settings)  # train.py's defaults
+    exec(open(TRAIN).read().split(' settings\n', 1)[1].split('import configurator')[0], settings)  # train.py's defaults
     configurator.configure(settings, [str(ROOT / 'config' / config_file)], quiet=True)
