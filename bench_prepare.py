@@ -3,10 +3,11 @@ Benchmark prepare_owt.py's tokenization against plain single-threaded encode_ord
 
 Builds a corpus of about --mb megabytes in a temporary directory: documents of 1 to 60 paragraphs
 drawn at random from --text, one .txt file per document. Then times, over the same documents:
-  prepare_owt      the real pipeline (read, tokenize in --num_proc processes, write .bin files)
-  single thread    read each file and call enc.encode_ordinary on it, nothing else
-  threads          tiktoken's encode_ordinary_batch(num_threads=--num_proc) plus the same uint16
-                   conversion prepare_owt does (the alternative to processes)
+  prepare_owt       the real pipeline (read, tokenize in --num_proc processes, write .bin files)
+  encode_ordinary   the baseline: read each file and call enc.encode_ordinary on it, one thread
+  encode_to_numpy   the same with the call prepare_owt's workers make (same tokens, an array)
+  threads           tiktoken's encode_ordinary_batch(num_threads=--num_proc), the token lists
+                    turned into uint16 arrays as a worker does (the alternative to processes)
 Each variant runs --repeat times, interleaved, and its best time counts. Peak memory is
 resource.getrusage's ru_maxrss of this process and of its children (the worker processes).
 The last line printed is the results as one JSON object.
@@ -23,6 +24,8 @@ import resource
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 import prepare_owt
 
@@ -50,22 +53,35 @@ def read_documents(files):
 
 
 def single_thread(enc, files):
+    """The baseline: plain encode_ordinary, one document after another."""
     t0 = time.time()
     tokens = sum(len(enc.encode_ordinary(doc)) + 1 for doc in read_documents(files))  # + 1: the end-of-text token
     return tokens, time.time() - t0
 
 
-def threads(enc, files, num_threads):
+def single_thread_numpy(enc, files):
+    """prepare_owt's per-document call (encode_to_numpy, same tokens as encode_ordinary), one thread."""
     t0 = time.time()
-    tokens, batch, chars = 0, [], 0
+    tokens = sum(len(enc.encode_to_numpy(doc, disallowed_special=())) + 1 for doc in read_documents(files))
+    return tokens, time.time() - t0
+
+
+def threads(enc, files, num_threads):
+    """tiktoken's thread pool over batches, each turned into the uint16 arrays a worker returns."""
+    def encode(batch):
+        lists = enc.encode_ordinary_batch(batch, num_threads=num_threads)
+        return len(prepare_owt.join_documents([np.array(ids, dtype=np.uint16) for ids in lists], enc.eot_token))
+
+    t0 = time.time()
+    tokens, batch, size = 0, [], 0
     for doc in read_documents(files):
         batch.append(doc)
-        chars += len(doc)
-        if chars >= prepare_owt.BATCH_BYTES:
-            tokens += len(prepare_owt.to_uint16(enc.encode_ordinary_batch(batch, num_threads=num_threads), enc.eot_token))
-            batch, chars = [], 0
+        size += len(doc)
+        if size >= prepare_owt.BATCH_BYTES:
+            tokens += encode(batch)
+            batch, size = [], 0
     if batch:
-        tokens += len(prepare_owt.to_uint16(enc.encode_ordinary_batch(batch, num_threads=num_threads), enc.eot_token))
+        tokens += encode(batch)
     return tokens, time.time() - t0
 
 
@@ -100,43 +116,50 @@ def main():
 
         # best of --repeat rounds, the three variants interleaved: other work on the machine
         # only ever slows a round down
-        prep_s = single_s = thread_s = float("inf")
+        best = {"prepare_owt": float("inf"), "single": float("inf"), "single_numpy": float("inf"),
+                "threads": float("inf")}
+        tokens = {}
         for _ in range(args.repeat):
             with contextlib.redirect_stdout(io.StringIO()):  # its summary is printed below
                 stats, seconds = prepare_owt.run(prepare_owt.parse_args(argv))
-            prep_s = min(prep_s, seconds)
-            prep_tokens = stats["train_tokens"] + stats["val_tokens"]
-            single_tokens, seconds = single_thread(enc, files)
-            single_s = min(single_s, seconds)
-            thread_tokens, seconds = threads(enc, files, args.num_proc)
-            thread_s = min(thread_s, seconds)
+            tokens["prepare_owt"], best["prepare_owt"] = stats["train_tokens"] + stats["val_tokens"], min(best["prepare_owt"], seconds)
+            for name, variant in (("single", single_thread), ("single_numpy", single_thread_numpy),
+                                  ("threads", lambda enc, files: threads(enc, files, args.num_proc))):
+                tokens[name], seconds = variant(enc, files)
+                best[name] = min(best[name], seconds)
         rss_main, rss_worker = peak_rss_mb(resource.RUSAGE_SELF), peak_rss_mb(resource.RUSAGE_CHILDREN)
-    if not prep_tokens == single_tokens == thread_tokens:
-        print(f"error: token counts differ: prepare_owt {prep_tokens:,}, single thread {single_tokens:,}, "
-              f"threads {thread_tokens:,}", file=sys.stderr)
+    if len(set(tokens.values())) != 1:
+        print(f"error: the variants disagree on the number of tokens: {tokens}", file=sys.stderr)
         sys.exit(1)
 
+    n_tokens = tokens["prepare_owt"]
+    rate = {name: n_tokens / seconds for name, seconds in best.items()}
     results = {
         "corpus_mb": round(size / 1e6, 1),
         "documents": n_docs,
-        "tokens": prep_tokens,
+        "tokens": n_tokens,
         "num_proc": args.num_proc,
-        "prepare_owt_tokens_per_s": round(prep_tokens / prep_s),
-        "single_thread_tokens_per_s": round(single_tokens / single_s),
-        "threads_tokens_per_s": round(thread_tokens / thread_s),
-        "speedup": round(single_s / prep_s, 2),
-        "threads_speedup": round(single_s / thread_s, 2),
+        "prepare_owt_tokens_per_s": round(rate["prepare_owt"]),
+        "single_thread_tokens_per_s": round(rate["single"]),
+        "single_thread_numpy_tokens_per_s": round(rate["single_numpy"]),
+        "threads_tokens_per_s": round(rate["threads"]),
+        "speedup": round(best["single"] / best["prepare_owt"], 2),
+        "speedup_from_processes": round(best["single_numpy"] / best["prepare_owt"], 2),
+        "threads_speedup": round(best["single"] / best["threads"], 2),
         "peak_rss_mb_main": round(rss_main),
         "peak_rss_mb_largest_worker": round(rss_worker),
         "peak_rss_mb_total_at_most": round(rss_main + args.num_proc * rss_worker),
         "load_average_before": round(load, 2),
     }
-    print(f"{n_docs:,} documents, {prep_tokens:,} tokens, best of {args.repeat} rounds "
+    print(f"{n_docs:,} documents, {n_tokens:,} tokens, best of {args.repeat} rounds "
           f"(load average before: {load:.2f} on {prepare_owt.CORES} cores)")
-    print(f"prepare_owt ({args.num_proc} processes): {prep_s:.2f} s, {results['prepare_owt_tokens_per_s']:,} tokens/s")
-    print(f"single thread encode_ordinary: {single_s:.2f} s, {results['single_thread_tokens_per_s']:,} tokens/s")
-    print(f"encode_ordinary_batch ({args.num_proc} threads): {thread_s:.2f} s, {results['threads_tokens_per_s']:,} tokens/s")
-    print(f"speed-up of prepare_owt over one thread: {results['speedup']:.2f}x (threads: {results['threads_speedup']:.2f}x)")
+    print(f"prepare_owt, {args.num_proc} processes:           {best['prepare_owt']:5.2f} s, {rate['prepare_owt']:>11,.0f} tokens/s")
+    print(f"encode_ordinary, one thread:           {best['single']:5.2f} s, {rate['single']:>11,.0f} tokens/s")
+    print(f"encode_to_numpy, one thread:           {best['single_numpy']:5.2f} s, {rate['single_numpy']:>11,.0f} tokens/s")
+    print(f"encode_ordinary_batch, {args.num_proc} threads:      {best['threads']:5.2f} s, {rate['threads']:>11,.0f} tokens/s")
+    print(f"speed-up of prepare_owt over plain encode_ordinary: {results['speedup']:.2f}x "
+          f"({results['speedup_from_processes']:.2f}x over the same call in one thread); "
+          f"tiktoken's threads: {results['threads_speedup']:.2f}x")
     print(f"peak RSS: main {rss_main:.0f} MB, largest worker {rss_worker:.0f} MB, "
           f"all together at most {results['peak_rss_mb_total_at_most']:,} MB")
     print(json.dumps(results))

@@ -249,6 +249,19 @@ def test_owt_split_depends_on_seed_not_on_processes(shakespeare_path, tmp_path, 
     assert one_stats["train_documents"] + one_stats["val_documents"] == 300
 
 
+def test_worker_tokens_equal_encode_ordinary_with_and_without_encode_to_numpy(shakespeare_path, enc, monkeypatch):
+    text = shakespeare_path.read_text(encoding="utf-8")[:50_000] + " a literal <|endoftext|> stays text"
+    expected = enc.encode_ordinary(text)
+    monkeypatch.setattr(prepare_owt, "ENC", enc)
+    assert prepare_owt.encode_ordinary(text).tolist() == expected
+
+    class TiktokenBefore09:  # no encode_to_numpy yet
+        encode_ordinary = staticmethod(enc.encode_ordinary)
+
+    monkeypatch.setattr(prepare_owt, "ENC", TiktokenBefore09())
+    assert prepare_owt.encode_ordinary(text).tolist() == expected
+
+
 def test_owt_default_fraction_still_gives_a_val_document(tmp_path, enc):
     for i in range(3):
         (tmp_path / f"{i}.txt").write_text(f"document number {i}.", encoding="utf-8")
