@@ -303,8 +303,8 @@ def encode_in_order(tasks, num_proc):
     """encode_task over tasks in num_proc processes, yielding the results in task order. At
     most 2 * num_proc tasks are in flight, so memory stays flat however large the corpus.
     Processes, not threads: measured with bench_prepare.py (50 MB, 2 cores), tiktoken's
-    encode_ordinary_batch(num_threads=2) ran only 1.07x faster than one thread (turning the tokens
-    into Python lists holds the GIL), 2 processes 1.93x (2.1x over plain encode_ordinary)."""
+    encode_ordinary_batch(num_threads=2) ran only 1.1x faster than one thread (turning the tokens
+    into Python lists holds the GIL), 2 processes 1.9x (2.1x over plain encode_ordinary)."""
     if num_proc == 1:
         init_worker(main_process=True)
         yield from (encode_task(*task) for task in tasks)
