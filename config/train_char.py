@@ -17,8 +17,8 @@ n_embd = 192
 dropout = 0.0
 
 learning_rate = 2e-3
-max_iters = 3000
-lr_decay_iters = 3000
+max_iters = 1500
+lr_decay_iters = 1500
 min_lr = 2e-4
 beta2 = 0.99
 warmup_iters = 100
