@@ -68,3 +68,15 @@ def save(path, obj):
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def load_run(out_dir):
+    """Read out_dir/ckpt.pkl as written by train.py -> (params, model_args, run config).
+    Raises CheckpointError naming the problem (missing, unreadable, or not train.py's)."""
+    path = os.path.join(out_dir, 'ckpt.pkl')
+    ckpt = load(path)
+    try:
+        return ckpt['params'], dict(ckpt['model_args']), dict(ckpt.get('config', {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f'{path} is not a checkpoint written by train.py '
+                              f'({type(e).__name__}: {e})') from None

@@ -78,17 +78,12 @@ def main():
         print(f'error: {msg}', file=sys.stderr)
         sys.exit(1)
 
-    ckpt_path = os.path.join(out_dir, 'ckpt.pkl')
-    if not os.path.isfile(ckpt_path):
-        fail(f'no checkpoint at {ckpt_path}: train first '
-             f'(python prepare_addition.py && python train.py config/train_addition.py)')
     try:
-        ckpt = checkpoint.load(ckpt_path)
-        config = GPTConfig(**ckpt['model_args'])
-        params = ckpt['params']
-        name = dataset or ckpt['config']['dataset']
-    except (checkpoint.CheckpointError, KeyError, TypeError) as e:
-        fail(f'cannot read {ckpt_path}: {e}')
+        params, model_args, run_config = checkpoint.load_run(out_dir)
+    except checkpoint.CheckpointError as e:
+        fail(f'{e}: train first (python prepare_addition.py && python train.py config/train_addition.py)')
+    config = GPTConfig(**model_args)
+    name = dataset or run_config.get('dataset')
     data_dir = os.path.join('data', name)
     meta_path, bin_path = os.path.join(data_dir, 'meta.pkl'), os.path.join(data_dir, f'{split}.bin')
     for path in (meta_path, bin_path):
@@ -111,7 +106,7 @@ def main():
     examples = np.fromfile(bin_path, dtype=np.uint16).reshape(-1, 3 * n + 1)
     if max_examples > 0:
         examples = examples[:max_examples]
-    print(f'{ckpt_path}: iter {ckpt.get("iter_num", "?")}, {n}-digit addition, '
+    print(f'{out_dir}/ckpt.pkl: {n}-digit addition, '
           f'{len(examples):,} {split} examples')
 
     t0 = time.time()

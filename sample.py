@@ -52,17 +52,14 @@ if dtype == 'auto':
 # ----------------------------------------------------------------------------- model
 meta = None
 if init_from == 'resume':
-    ckpt_path = os.path.join(out_dir, 'ckpt.pkl')
     try:
-        ckpt = checkpoint.load(ckpt_path)
-        config = GPTConfig(**ckpt['model_args'])
-        params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
+        params, model_args, run_config = checkpoint.load_run(out_dir)
     except checkpoint.CheckpointError as e:
         fail(f'{e} (train one with train.py, or sample GPT-2 with --init_from=gpt2)')
-    except (KeyError, TypeError) as e:
-        fail(f'{ckpt_path} is not a checkpoint written by train.py ({type(e).__name__}: {e})')
+    config = GPTConfig(**model_args)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
     # the checkpoint's dataset may have its own vocabulary (character-level data)
-    meta_path = os.path.join('data', str(ckpt.get('config', {}).get('dataset')), 'meta.pkl')
+    meta_path = os.path.join('data', str(run_config.get('dataset')), 'meta.pkl')
     if os.path.exists(meta_path):
         try:
             meta = checkpoint.load(meta_path)
@@ -70,7 +67,6 @@ if init_from == 'resume':
             fail(f'{e}: rerun the dataset\'s prepare script')
         if not meta or not meta.get('stoi') or not meta.get('itos'):
             fail(f'{meta_path} holds no vocabulary (stoi/itos): rerun the dataset\'s prepare script')
-    del ckpt
 elif init_from in model.GPT2_SIZES:
     try:
         params, config = model.from_pretrained(init_from)

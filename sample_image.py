@@ -92,17 +92,12 @@ def main():
         print(f'error: {msg}', file=sys.stderr)
         sys.exit(1)
 
-    ckpt_path = os.path.join(out_dir, 'ckpt.pkl')
-    if not os.path.isfile(ckpt_path):
-        fail(f'no checkpoint at {ckpt_path}: train first '
-             f'(python prepare_image.py --size=16 && python train.py config/train_image.py)')
     try:
-        ckpt = checkpoint.load(ckpt_path)
-        config = GPTConfig(**ckpt['model_args'])
-        params = ckpt['params']
-        name = dataset or ckpt['config']['dataset']
-    except (checkpoint.CheckpointError, KeyError, TypeError) as e:
-        fail(f'cannot read {ckpt_path}: {e}')
+        params, model_args, run_config = checkpoint.load_run(out_dir)
+    except checkpoint.CheckpointError as e:
+        fail(f'{e}: train first (python prepare_image.py --size=16 && python train.py config/train_image.py)')
+    config = GPTConfig(**model_args)
+    name = dataset or run_config.get('dataset')
     data_dir = os.path.join('data', name)
     meta_path = os.path.join(data_dir, 'meta.pkl')
     if not os.path.isfile(meta_path):
@@ -125,7 +120,7 @@ def main():
     if top_p is not None and (type(top_p) not in (int, float) or not 0 < top_p <= 1):
         fail(f'top_p must be in (0, 1] or None, not {top_p!r}')
     compute_dtype = jnp.dtype(dtype)
-    print(f'{ckpt_path}: iter {ckpt.get("iter_num", "?")}, {name}: {size}x{size} images, '
+    print(f'{out_dir}/ckpt.pkl: {name}: {size}x{size} images, '
           f'{len(palette)} colours')
 
     if eval:

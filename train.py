@@ -11,12 +11,10 @@ Slurm) the same loop spans hosts. Checkpoints (out_dir/ckpt.pkl) resume exactly.
 import json
 import math
 import os
-import pickle
 import signal
 import sys
 import time
 from dataclasses import asdict
-from functools import partial
 
 import numpy as np
 
