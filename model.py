@@ -105,8 +105,13 @@ def matmul(x, w, dtype, transposed_w=False):
     A custom backward so that the two gradient matmuls also run in `dtype`: autodiff would hand
     them a float32 cotangent and so compute them in float32, several times slower in bf16."""
     w = w.astype(dtype)
-    return jnp.matmul(x.astype(dtype), jnp.swapaxes(w, -1, -2) if transposed_w else w,
-                      preferred_element_type=jnp.float32)
+    return _dot(x.astype(dtype), jnp.swapaxes(w, -1, -2) if transposed_w else w)
+
+
+def _dot(a, b):
+    # float32 accumulation; float32 inputs at full float32 precision (GPUs would use TF32)
+    precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
+    return jnp.matmul(a, b, precision=precision, preferred_element_type=jnp.float32)
 
 
 def _matmul_fwd(x, w, dtype, transposed_w):
@@ -116,13 +121,12 @@ def _matmul_fwd(x, w, dtype, transposed_w):
 def _matmul_bwd(dtype, transposed_w, res, g):
     x, w = res
     x16, w16, g = x.astype(dtype), w.astype(dtype), g.astype(dtype)
-    f32 = dict(preferred_element_type=jnp.float32)
     if transposed_w:  # y = x @ w.T, w [M, K]
-        dx = jnp.matmul(g, w16, **f32)
-        dw = jnp.matmul(transpose(g), x16, **f32)
+        dx = _dot(g, w16)
+        dw = _dot(transpose(g), x16)
     else:
-        dx = jnp.matmul(g, jnp.swapaxes(w16, -1, -2), **f32)
-        dw = jnp.matmul(transpose(x16), g, **f32)
+        dx = _dot(g, jnp.swapaxes(w16, -1, -2))
+        dw = _dot(transpose(x16), g)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
@@ -143,8 +147,9 @@ def default_dtype():
 
 
 def linear(x, p, dtype):
-    # [N, in] -> [N, out]
-    y = matmul(x, p['weight'], dtype)
+    # [N, in] -> [N, out]. The input is cast before the matmul so that the copy kept for the
+    # backward pass is in the compute dtype: half the memory traffic in bf16.
+    y = matmul(x.astype(dtype), p['weight'], dtype)
     return y + p['bias'] if 'bias' in p else y
 
 
@@ -215,9 +220,11 @@ def block(x, p, B, q_pos, config, dtype, key=None, kv=None, cache_pos=0):
 
 # ----------------------------------------------------------------------------- the model
 
-def _run(params, idx, config, dtype, pos=0, rng=None, cache=None):
+def _run(params, idx, config, dtype, pos=0, rng=None, cache=None, remat=False):
     """Embeddings, the blocks (scanned over the stacked layers) and the final LayerNorm.
-    Returns the final hidden states [N, C] and the updated cache (or None)."""
+    Returns the final hidden states [N, C] and the updated cache (or None).
+    remat: keep only each block's input for the backward pass and recompute the rest
+    (about a third more compute, far less activation memory: for large models)."""
     B, T = idx.shape
     q_pos = pos + jnp.arange(T)
     x = params['wte'][idx] + params['wpe'][q_pos]  # [B, T, C]
@@ -233,9 +240,12 @@ def _run(params, idx, config, dtype, pos=0, rng=None, cache=None):
         x, kv = block(x, p, B, q_pos, config, dtype, key, kv, pos)
         return x, kv
 
-    # Unrolling makes steps much faster on XLA:CPU (and lets XLA fuse across layers); beyond a
-    # dozen layers it would make compile time grow with depth, so deeper models loop.
-    unroll = int(os.environ.get('UNROLL', min(config.n_layer, 12)))
+    if remat:
+        step = jax.checkpoint(step)
+    # Unrolling lets XLA fuse across layers: much faster steps on XLA:CPU, and 1.5x on a GPU
+    # for GPT-2 124M. Beyond a dozen layers compile time would grow with depth: those loop.
+    # With remat the layers must loop: across unrolled layers XLA undoes the recomputation.
+    unroll = 1 if remat else min(config.n_layer, 12)
     x, cache = lax.scan(step, x, (params['h'], keys, cache), unroll=unroll)
     return layer_norm(x, params['ln_f']), cache
 
@@ -245,9 +255,9 @@ def head(params, x, dtype):
     return matmul(x, params['wte'], dtype, transposed_w=True)
 
 
-def forward(params, idx, config, *, train=False, rng=None, dtype=jnp.float32):
+def forward(params, idx, config, *, train=False, rng=None, dtype=jnp.float32, remat=False):
     """idx: int [B, T] -> logits float32 [B, T, V]. Dropout only with train=True and an rng."""
-    x, _ = _run(params, idx, config, dtype, rng=rng if train else None)
+    x, _ = _run(params, idx, config, dtype, rng=rng if train else None, remat=remat)
     return head(params, x, dtype).reshape(*idx.shape, -1)
 
 
@@ -261,8 +271,9 @@ def cross_entropy(logits, targets):
     return jnp.sum(jnp.where(valid, logz - picked, 0.0)) / jnp.maximum(valid.sum(), 1)
 
 
-def loss_fn(params, idx, targets, config, *, train=False, rng=None, dtype=jnp.float32):
-    return cross_entropy(forward(params, idx, config, train=train, rng=rng, dtype=dtype), targets)
+def loss_fn(params, idx, targets, config, *, train=False, rng=None, dtype=jnp.float32, remat=False):
+    logits = forward(params, idx, config, train=train, rng=rng, dtype=dtype, remat=remat)
+    return cross_entropy(logits, targets)
 
 
 # ----------------------------------------------------------------------------- generation

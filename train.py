@@ -60,6 +60,7 @@ lr_decay_iters = 600000  # ~= max_iters per Chinchilla
 min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla
 # system
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
+remat = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
 peak_tflops = 0.0  # per-device peak for MFU; 0 = known GPU table, or measured on a CPU
 seed = 1337
 # -----------------------------------------------------------------------------
@@ -251,7 +252,8 @@ def train_step(state, x, y, it):
     def micro_step(acc, inputs):  # gradient accumulation, one micro-batch at a time
         x, y, i = inputs
         loss, grads = jax.value_and_grad(model.loss_fn)(
-            params, x, y, gptconf, train=True, rng=jax.random.fold_in(key, i), dtype=compute_dtype)
+            params, x, y, gptconf, train=True, rng=jax.random.fold_in(key, i), dtype=compute_dtype,
+            remat=remat)
         return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
 
     zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
@@ -371,25 +373,30 @@ def write_log(record):
         wandb.log(record)
 
 
-t0 = time.time()
+t_start = t0 = time.time()
+eval_seconds = 0.0  # time spent evaluating and saving, left out of training time
 local_iter = 0
 while True:
     if iter_num % eval_interval == 0 or eval_only:
+        t_eval = time.time()
         losses = estimate_loss()
         if not all(map(math.isfinite, losses.values())):
             fail(f'non-finite loss at iter {iter_num} ({losses}); stopping. The last good '
                  f'checkpoint in {out_dir} is untouched: lower learning_rate or check the data')
+        train_time = t_eval - t_start - eval_seconds
         log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-            f"val perplexity {math.exp(min(losses['val'], 50)):.2f}")
+            f"val perplexity {math.exp(min(losses['val'], 50)):.2f}, {train_time:.1f}s of training")
         if master:
             write_log({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
-                       'time': time.time() - t0})
+                       'train_time': train_time, 'wall_time': t_eval - t_start})
         if eval_only:
             break
         if losses['val'] < best_val_loss or always_save_checkpoint:
             best_val_loss = min(best_val_loss, losses['val'])
             if local_iter > 0:  # not at the start: nothing new to save
                 save_checkpoint()
+        eval_seconds += time.time() - t_eval
+        t0 += time.time() - t_eval  # step times leave evaluation out
     if iter_num >= max_iters:
         break
 
