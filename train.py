@@ -395,8 +395,9 @@ while True:
             best_val_loss = min(best_val_loss, losses['val'])
             if local_iter > 0:  # not at the start: nothing new to save
                 save_checkpoint()
-        eval_seconds += time.time() - t_eval
-        t0 += time.time() - t_eval  # step times leave evaluation out
+        eval_dt = time.time() - t_eval
+        eval_seconds += eval_dt
+        t0 += eval_dt  # step times leave evaluation out
     if iter_num >= max_iters:
         break
 
