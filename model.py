@@ -175,42 +175,44 @@ def dropout(x, rate, key):
 
 
 def attention(q, k, v, q_pos, config, dtype, key=None):
-    """Causal attention. q: [B, Tq, H, D], k/v: [B, Tk, H, D]; q_pos: [Tq] absolute positions of
-    the queries (key j is position j), so the same code serves training, prefill and decoding."""
+    """Causal attention, heads first. q: [B, H, Tq, D], k/v: [B, H, Tk, D] -> [B, H, Tq, D].
+    q_pos: [Tq] absolute positions of the queries (key j is position j), so the same code
+    serves training, prefill and decoding over a KV cache (keys past q_pos are masked)."""
     D = q.shape[-1]
     use_cudnn = (jax.default_backend() == 'gpu' and jnp.dtype(dtype).itemsize == 2
-                 and q.shape[1] == k.shape[1] and key is None)
+                 and q.shape[2] == k.shape[2] and key is None)
     if use_cudnn:
         # flash attention: never builds the [T, T] matrix. Attention-weight dropout needs the
         # weights themselves, so training with dropout > 0 takes the plain path below.
-        return jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
-                                            is_causal=True, implementation='cudnn')
-    q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # [B, H, T, D]
+        q, k, v = (jnp.swapaxes(a, 1, 2).astype(dtype) for a in (q, k, v))  # cuDNN's [B, T, H, D]
+        y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation='cudnn')
+        return jnp.swapaxes(y, 1, 2)
     att = matmul(q, k, dtype, transposed_w=True)
     att = att * (1.0 / math.sqrt(D))  # [B, H, Tq, Tk]
     causal = q_pos[:, None] >= jnp.arange(k.shape[2])[None, :]  # [Tq, Tk]
     att = jnp.where(causal, att, -jnp.inf)
     att = jax.nn.softmax(att, axis=-1)  # float32
     att = dropout(att, config.dropout, key)
-    y = matmul(att, v, dtype)  # [B, H, Tq, D]
-    return jnp.swapaxes(y, 1, 2)  # [B, Tq, H, D]
+    return matmul(att, v, dtype)  # [B, H, Tq, D]
 
 
-def block(x, p, B, q_pos, config, dtype, key=None, kv=None, cache_pos=0):
+def block(x, p, B, q_pos, config, dtype, key=None, kv=None):
     """One transformer block on the residual stream x: [N, C], N = B * Tq.
-    With a KV cache `kv` = (k, v) each [B, T_max, H, D], the new keys/values are written at
-    `cache_pos` and the queries attend over the whole cache; the updated cache is returned."""
+    While generating, kv is this layer's KV cache (k, v), each [B, H, block_size, D]: the new
+    keys/values are written at q_pos, the queries attend over the whole cache, and the updated
+    cache is returned."""
     N, C = x.shape
     H, D = config.n_head, C // config.n_head
     k_attn, k_res1, k_res2 = (None,) * 3 if key is None else jax.random.split(key, 3)
 
     qkv = linear(layer_norm(x, p['ln_1']), p['attn']['c_attn'], dtype)  # [N, 3C]
-    q, k, v = jnp.split(qkv.reshape(B, N // B, 3 * H, D), 3, axis=2)  # each [B, Tq, H, D]
+    qkv = jnp.swapaxes(qkv.reshape(B, N // B, 3 * H, D), 1, 2)  # [B, 3H, Tq, D]
+    q, k, v = jnp.split(qkv, 3, axis=1)  # each [B, H, Tq, D]
     if kv is not None:
-        k = lax.dynamic_update_slice_in_dim(kv[0], k.astype(kv[0].dtype), cache_pos, axis=1)
-        v = lax.dynamic_update_slice_in_dim(kv[1], v.astype(kv[1].dtype), cache_pos, axis=1)
-        kv = (k, v)
-    y = attention(q, k, v, q_pos, config, dtype, k_attn).reshape(N, C)
+        k, v = kv = tuple(lax.dynamic_update_slice_in_dim(c, a.astype(c.dtype), q_pos[0], axis=2)
+                          for c, a in zip(kv, (k, v)))
+    y = attention(q, k, v, q_pos, config, dtype, k_attn)  # [B, H, Tq, D]
+    y = jnp.swapaxes(y, 1, 2).reshape(N, C)
     x = x + dropout(linear(y, p['attn']['c_proj'], dtype), config.dropout, k_res1)
 
     h = gelu(linear(layer_norm(x, p['ln_2']), p['mlp']['c_fc'], dtype))  # [N, 4C]
@@ -220,15 +222,21 @@ def block(x, p, B, q_pos, config, dtype, key=None, kv=None, cache_pos=0):
 
 # ----------------------------------------------------------------------------- the model
 
-def _run(params, idx, config, dtype, pos=0, rng=None, cache=None, remat=False):
-    """Embeddings, the blocks (scanned over the stacked layers) and the final LayerNorm.
-    Returns the final hidden states [N, C] and the updated cache (or None).
+def embed(params, idx, q_pos):
+    """Token plus position embeddings: idx [B, T] at positions q_pos [T] -> x [B * T, C].
+    2-D activations: every Linear is then one plain [N, K] @ [K, M] matmul."""
+    x = params['wte'][idx] + params['wpe'][q_pos]
+    return x.reshape(-1, x.shape[-1])
+
+
+def _run(params, idx, config, dtype, rng=None, remat=False):
+    """Embeddings, the blocks (scanned over the stacked layers) and the final LayerNorm:
+    idx [B, T] -> final hidden states [B * T, C].
     remat: keep only each block's input for the backward pass and recompute the rest
     (about a third more compute, far less activation memory: for large models)."""
     B, T = idx.shape
-    q_pos = pos + jnp.arange(T)
-    x = params['wte'][idx] + params['wpe'][q_pos]  # [B, T, C]
-    x = x.reshape(B * T, -1)  # 2-D activations: every Linear is one plain [N, K] @ [K, M] matmul
+    q_pos = jnp.arange(T)
+    x = embed(params, idx, q_pos)
     keys = None
     if rng is not None and config.dropout > 0:
         rng, k_emb = jax.random.split(rng)
@@ -236,9 +244,8 @@ def _run(params, idx, config, dtype, pos=0, rng=None, cache=None, remat=False):
         keys = jax.random.split(rng, config.n_layer)
 
     def step(x, layer):
-        p, key, kv = layer
-        x, kv = block(x, p, B, q_pos, config, dtype, key, kv, pos)
-        return x, kv
+        p, key = layer
+        return block(x, p, B, q_pos, config, dtype, key)[0], None
 
     if remat:
         step = jax.checkpoint(step)
@@ -246,8 +253,8 @@ def _run(params, idx, config, dtype, pos=0, rng=None, cache=None, remat=False):
     # for GPT-2 124M. Beyond a dozen layers compile time would grow with depth: those loop.
     # With remat the layers must loop: across unrolled layers XLA undoes the recomputation.
     unroll = 1 if remat else min(config.n_layer, 12)
-    x, cache = lax.scan(step, x, (params['h'], keys, cache), unroll=unroll)
-    return layer_norm(x, params['ln_f']), cache
+    x, _ = lax.scan(step, x, (params['h'], keys), unroll=unroll)
+    return layer_norm(x, params['ln_f'])
 
 
 def head(params, x, dtype):
@@ -257,7 +264,7 @@ def head(params, x, dtype):
 
 def forward(params, idx, config, *, train=False, rng=None, dtype=jnp.float32, remat=False):
     """idx: int [B, T] -> logits float32 [B, T, V]. Dropout only with train=True and an rng."""
-    x, _ = _run(params, idx, config, dtype, rng=rng if train else None, remat=remat)
+    x = _run(params, idx, config, dtype, rng=rng if train else None, remat=remat)
     return head(params, x, dtype).reshape(*idx.shape, -1)
 
 
@@ -278,20 +285,38 @@ def loss_fn(params, idx, targets, config, *, train=False, rng=None, dtype=jnp.fl
 
 # ----------------------------------------------------------------------------- generation
 
+def unstack_layers(params):
+    """The parameters with 'h' as a list of per-layer dicts, for generation. XLA:CPU copies a
+    slice of the stacked tensors wherever one is used: inside the generation loop that would
+    copy every weight for every token, so the layers are split once, before the loop."""
+    L = jax.tree_util.tree_leaves(params['h'])[0].shape[0]
+    return {**params, 'h': [jax.tree_util.tree_map(lambda a: a[i], params['h']) for i in range(L)]}
+
+
 def init_cache(config, batch_size, dtype=jnp.float32):
-    """An empty KV cache for block_size positions: (k, v), each [L, B, block_size, H, D]."""
+    """An empty KV cache for block_size positions: a list over layers of (k, v), each
+    [B, H, block_size, D] (heads first, as attention reads them), one buffer per layer so
+    that each step writes its new entries in place."""
     H = config.n_head
-    shape = (config.n_layer, batch_size, config.block_size, H, config.n_embd // H)
-    return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+    shape = (batch_size, H, config.block_size, config.n_embd // H)
+    return [(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layer)]
 
 
 def decode(params, idx, cache, pos, config, dtype=jnp.float32):
-    """Run idx [B, T] at positions pos..pos+T-1 through the model, reading and extending the
-    cache. Prefill is decode with the whole prompt at pos=0; then one token at a time.
-    Returns the logits of the last position [B, V] and the new cache."""
+    """Run idx [B, T] at positions pos..pos+T-1 through the model, writing their keys and
+    values into the cache and attending over it. params: from unstack_layers (the layers run
+    as a Python loop, one cache buffer each). Prefill is decode with the whole prompt at
+    pos=0; then one token at a time. Returns the logits of the last position [B, V] and the
+    updated cache."""
     B, T = idx.shape
-    x, cache = _run(params, idx, config, dtype, pos=pos, cache=cache)
-    return head(params, x.reshape(B, T, -1)[:, -1], dtype), cache
+    q_pos = pos + jnp.arange(T)
+    x = embed(params, idx, q_pos)
+    new_cache = []
+    for p, kv in zip(params['h'], cache):
+        x, kv = block(x, p, B, q_pos, config, dtype, kv=kv)
+        new_cache.append(kv)
+    x = layer_norm(x, params['ln_f'])
+    return head(params, x.reshape(B, T, -1)[:, -1], dtype), new_cache
 
 
 def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
@@ -310,50 +335,60 @@ def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=('config', 'max_new_tokens', 'top_k', 'top_p', 'dtype', 'on_token'))
+@partial(jax.jit, static_argnames=('config', 'max_new_tokens', 'top_k', 'top_p', 'dtype', 'keep',
+                                   'on_token'))
 def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-             dtype=jnp.float32, on_token=None):
+             dtype=jnp.float32, keep=None, on_token=None):
     """Sample max_new_tokens after the prompt idx [B, T0] -> [B, T0 + max_new_tokens].
 
     The prompt is prefilled into the KV cache once, then each new token costs one single-token
-    step. Past block_size the context is the last block_size tokens, as in nanoGPT; the model
-    has absolute positions, so that window is recomputed in full for each new token (only its
-    last position goes through the output head). Step i draws with jax.random.split(key, n)[i].
+    step. The model cannot see further back than block_size: when the cache is full, the
+    context moves on to its last `keep` tokens (default 3/4 of block_size). The model has
+    absolute positions, so those tokens' keys and values are computed anew at positions
+    0..keep-1 (one prefill), and single-token steps go on from there. keep=block_size moves
+    the window one token at a time, exactly as nanoGPT's sampler, but then every token past
+    block_size costs a forward pass over the whole window. Step i draws with
+    jax.random.split(key, max_new_tokens)[i].
     on_token: an optional host function called with each new token batch [B], in order (streaming).
     """
     B, T0 = idx.shape
     if T0 > config.block_size:  # the model cannot see further back than block_size
         idx, T0 = idx[:, -config.block_size:], config.block_size
-    n_total = T0 + max_new_tokens
-    tokens = jnp.zeros((B, n_total), jnp.int32).at[:, :T0].set(idx)
+    keep = min(max(keep or config.block_size * 3 // 4, 1), config.block_size)
+    params = unstack_layers(params)
+    tokens = jnp.zeros((B, T0 + max_new_tokens), jnp.int32).at[:, :T0].set(idx)
     logits, cache = decode(params, idx, init_cache(config, B, dtype), 0, config, dtype)
 
-    def cached_step(tokens, cache, t):  # the new token at position t fits: extend the cache
-        new = lax.dynamic_slice_in_dim(tokens, t, 1, axis=1)
-        return decode(params, new, cache, t, config, dtype)
+    keys = jax.random.split(key, max_new_tokens)
 
-    def window_step(tokens, cache, t):  # past block_size: recompute the last block_size tokens
-        window = lax.dynamic_slice_in_dim(tokens, t + 1 - config.block_size, config.block_size, 1)
-        logits, _ = decode(params, window, init_cache(config, B, dtype), 0, config, dtype)
-        return logits, cache
-
-    def step(carry, xs):
-        tokens, cache, logits = carry
-        t, key = xs  # t: where the new token goes
-        tok = sample_logits(logits, key, temperature, top_k, top_p)
-        tokens = lax.dynamic_update_slice_in_dim(tokens, tok[:, None], t, axis=1)
+    def step(carry, move_on=False):  # draw the token at t, then feed it to the model
+        tokens, logits, cache, t, n = carry  # n: positions held in the cache
+        tok = sample_logits(logits, keys[t - T0], temperature, top_k, top_p)
         if on_token is not None:
             jax.debug.callback(on_token, tok, ordered=True)
-        if n_total <= config.block_size:  # known when tracing: the window is never needed
-            logits, cache = cached_step(tokens, cache, t)
-        else:
-            logits, cache = lax.cond(t < config.block_size, cached_step, window_step, tokens, cache, t)
-        return (tokens, cache, logits), None
+        tokens = lax.dynamic_update_slice_in_dim(tokens, tok[:, None], t, axis=1)
+        if move_on:  # the cache is full: start again from the last keep tokens
+            window = lax.dynamic_slice_in_dim(tokens, t + 1 - keep, keep, axis=1)
+            return (tokens, *decode(params, window, cache, 0, config, dtype), t + 1, jnp.int32(keep))
+        # there is room: the new token goes into the cache at position n
+        return (tokens, *decode(params, tok[:, None], cache, n, config, dtype), t + 1, n + 1)
 
-    ts = T0 + jnp.arange(max_new_tokens)
-    (tokens, _, _), _ = lax.scan(step, (tokens, cache, logits),
-                                 (ts, jax.random.split(key, max_new_tokens)))
-    return tokens
+    extend = lambda _, carry: step(carry)
+
+    def move_on_and_extend(carry, count):
+        return lax.fori_loop(0, count, extend, step(carry, move_on=True)), None
+
+    # When the cache fills up is known in advance, so the loop is laid out statically (a
+    # lax.cond between the two kinds of step would copy the whole cache at every token):
+    # extend up to block_size, then rounds of [move on, extend until full again].
+    first = min(max_new_tokens, config.block_size - T0)
+    carry = lax.fori_loop(0, first, extend, (tokens, logits, cache, jnp.int32(T0), jnp.int32(T0)))
+    per_round = config.block_size - keep + 1  # tokens drawn per round
+    left = max_new_tokens - first
+    counts = [per_round - 1] * (left // per_round) + ([left % per_round - 1] if left % per_round else [])
+    if counts:
+        carry, _ = lax.scan(move_on_and_extend, carry, jnp.array(counts, jnp.int32))
+    return carry[0]
 
 
 # ----------------------------------------------------------------------------- GPT-2 weights

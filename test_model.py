@@ -150,18 +150,20 @@ def test_loss_ignores_minus_one_targets(tiny_params):
 
 
 def test_plain_attention_matches_jax_reference():
-    q, k, v = (jax.random.normal(jax.random.key(i), (2, 24, 4, 16)) for i in range(3))
-    ours = model.attention(q, k, v, jnp.arange(24), TINY, jnp.float32)
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 24, 4, 16)) for i in range(3))  # [B, T, H, D]
+    heads_first = lambda a: jnp.swapaxes(a, 1, 2)
+    ours = model.attention(*map(heads_first, (q, k, v)), jnp.arange(24), TINY, jnp.float32)
     with jax.default_matmul_precision('highest'):  # the reference in full float32 on GPUs too
         ref = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation='xla')
-    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    np.testing.assert_allclose(heads_first(ours), ref, atol=1e-5)
 
 
 @pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN attention needs a GPU')
 def test_cudnn_attention_matches_plain_path():
-    q, k, v = (jax.random.normal(jax.random.key(i), (2, 128, 4, 64), jnp.bfloat16) for i in range(3))
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 4, 128, 64), jnp.bfloat16) for i in range(3))
     flash = model.attention(q, k, v, jnp.arange(128), TINY, jnp.bfloat16)  # takes the cuDNN path
-    plain = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation='xla')
+    plain = jnp.swapaxes(jax.nn.dot_product_attention(*(jnp.swapaxes(a, 1, 2) for a in (q, k, v)),
+                                                      is_causal=True, implementation='xla'), 1, 2)
     np.testing.assert_allclose(flash.astype(jnp.float32), plain.astype(jnp.float32), atol=2e-2)
 
 
@@ -169,11 +171,12 @@ def test_kv_cache_matches_full_forward(tiny_params):
     idx = random_idx(6, (3, 32))
     full = fwd(tiny_params, idx, TINY)
     decode = jax.jit(model.decode, static_argnames=('config', 'dtype'))
+    params = model.unstack_layers(tiny_params)
     # prefill 5 tokens, then one at a time up to block_size
-    logits, cache = decode(tiny_params, idx[:, :5], model.init_cache(TINY, 3), 0, TINY)
+    logits, cache = decode(params, idx[:, :5], model.init_cache(TINY, 3), 0, TINY)
     np.testing.assert_allclose(logits, full[:, 4], atol=1e-5)
     for t in range(5, 32):
-        logits, cache = decode(tiny_params, idx[:, t:t + 1], cache, t, TINY)
+        logits, cache = decode(params, idx[:, t:t + 1], cache, t, TINY)
         np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
 
 

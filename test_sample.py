@@ -23,36 +23,52 @@ CFG = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
 @pytest.fixture(scope='module')
 def params():
     p = model.init_params(CFG, jax.random.key(0))
-    # sharpen the random model a little so that sampling is not uniform noise
-    return {**p, 'wte': p['wte'] * 20}
+    # sharpen the random model so that sampling is not uniform noise, and make it depend on
+    # positions: its greedy text then varies along the sequence (not one token repeated), and
+    # keys/values at wrong positions would change it
+    return {**p, 'wte': p['wte'] * 5, 'wpe': p['wpe'] * 20}
 
 
-def full_forward_sampler(params, idx, key, config, n, **kw):
-    """nanoGPT's method: crop to block_size, run the whole context, sample from the last logits."""
+def full_forward_sampler(params, idx, key, config, n, keep=None, **kw):
+    """Plain sampling, one full forward of the context per token, with generate()'s context:
+    it grows to block_size, then moves on to its last `keep` tokens. keep=block_size is
+    nanoGPT's sampler (the last block_size tokens at every step)."""
     fwd = jax.jit(model.forward, static_argnames='config')
+    keep = keep or config.block_size * 3 // 4
+    start = max(0, idx.shape[1] - config.block_size)
     keys = jax.random.split(key, n)
     for i in range(n):
-        logits = fwd(params, idx[:, -config.block_size:], config)[:, -1]
+        logits = fwd(params, idx[:, start:], config)[:, -1]
         tok = model.sample_logits(logits, keys[i], **kw)
         idx = jnp.concatenate([idx, tok[:, None]], axis=1)
+        if idx.shape[1] - start > config.block_size:
+            start = idx.shape[1] - keep
     return idx
 
 
-@pytest.mark.parametrize('prompt_len', [1, 5, 16, 20])
-def test_greedy_kv_cache_generation_equals_full_forwards_past_block_size(params, prompt_len):
+# (prompt length, keep): within and past block_size (16); keep=16 is nanoGPT's sliding window
+@pytest.mark.parametrize('prompt_len, keep', [(1, None), (5, 16), (16, None), (20, 1), (5, 9)])
+def test_greedy_kv_cache_generation_equals_full_forwards_past_block_size(params, prompt_len, keep):
     idx = jax.random.randint(jax.random.key(1), (3, prompt_len), 0, CFG.vocab_size)
-    n = 30  # runs past block_size (16)
-    ours = model.generate(params, idx, jax.random.key(2), CFG, n, top_k=1)
-    ref = full_forward_sampler(params, idx[:, -16:], jax.random.key(2), CFG, n, top_k=1)
+    n = 40  # runs past block_size (16) more than once
+    ours = model.generate(params, idx, jax.random.key(2), CFG, n, top_k=1, keep=keep)
+    ref = full_forward_sampler(params, idx, jax.random.key(2), CFG, n, keep=keep, top_k=1)
     np.testing.assert_array_equal(ours[:, -n:], ref[:, -n:])
+    assert len(np.unique(ours[:, -n:])) > 3  # a meaningful check: not one token repeated
 
 
 def test_sampling_equals_full_forward_sampler_with_the_same_random_numbers(params):
     idx = jax.random.randint(jax.random.key(3), (4, 3), 0, CFG.vocab_size)
     kw = dict(temperature=0.9, top_k=20, top_p=0.95)
-    ours = model.generate(params, idx, jax.random.key(4), CFG, 25, **kw)
-    ref = full_forward_sampler(params, idx, jax.random.key(4), CFG, 25, **kw)
-    np.testing.assert_array_equal(ours, ref)
+    for keep in (None, CFG.block_size):
+        ours = model.generate(params, idx, jax.random.key(4), CFG, 40, keep=keep, **kw)
+        ref = full_forward_sampler(params, idx, jax.random.key(4), CFG, 40, keep=keep, **kw)
+        np.testing.assert_array_equal(ours, ref)
+    # the context kept past block_size does matter: the two policies part ways there
+    nanogpt = model.generate(params, idx, jax.random.key(4), CFG, 40, keep=CFG.block_size, **kw)
+    ours = model.generate(params, idx, jax.random.key(4), CFG, 40, **kw)
+    np.testing.assert_array_equal(ours[:, :CFG.block_size + 1], nanogpt[:, :CFG.block_size + 1])
+    assert not np.array_equal(ours, nanogpt)
 
 
 def test_same_seed_same_text_other_seed_other_text(params):
