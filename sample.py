@@ -19,6 +19,7 @@ max_new_tokens = 500
 temperature = 0.8  # < 1 sharper, > 1 more random; must be > 0
 top_k = 200  # keep only the top_k most likely tokens (>= vocab size: no limit)
 top_p = 1.0  # nucleus sampling: keep the most likely tokens up to this probability mass (1.0: off)
+keep = 0.75  # past block_size, the context moves on to this fraction of it (1.0: by one token, as nanoGPT)
 seed = 1337
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
 # -----------------------------------------------------------------------------
@@ -29,6 +30,12 @@ configurator.configure(globals(), quiet=True)  # stdout carries only the samples
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+# Compiling the sampling loop takes seconds, longer than sampling a small model: keep the
+# compiled code on disk so that the next run with the same shapes starts at once.
+if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir',
+                      os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla'))
 
 import checkpoint  # noqa: E402
 import model  # noqa: E402
@@ -46,6 +53,8 @@ if top_k < 1:
     fail(f'top_k must be >= 1, got {top_k}')
 if not 0 < top_p <= 1:
     fail(f'top_p must be in (0, 1], got {top_p}')
+if not 0 < keep <= 1:
+    fail(f'keep must be in (0, 1], got {keep}')
 if dtype == 'auto':
     dtype = model.default_dtype()
 
@@ -139,6 +148,7 @@ t0 = time.time()
 out = model.generate(params, idx, jax.random.key(seed), config, max_new_tokens,
                      temperature=temperature, top_k=top_k if top_k < config.vocab_size else None,
                      top_p=top_p if top_p < 1 else None, dtype=jnp.dtype(dtype),
+                     keep=max(1, round(keep * config.block_size)),
                      on_token=Streamer() if streaming else None)
 out = np.asarray(out)
 dt = time.time() - t0
@@ -146,4 +156,4 @@ for row in out:
     print('' if streaming else decode_bytes(row).decode('utf-8', errors='replace'))
     print('---------------')
 print(f'{num_samples} x {max_new_tokens} new tokens in {dt:.2f}s '
-      f'({num_samples * max_new_tokens / dt:,.0f} tokens/s, including compilation)', file=sys.stderr)
+      f'({num_samples * max_new_tokens / dt:,.0f} tokens/s, including compilation or reading it from the cache)', file=sys.stderr)

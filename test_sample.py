@@ -124,8 +124,9 @@ def char_run(tmp_path):
 
 
 def sample(cwd, *args):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cwd / 'xla-cache'))  # not the user's
     return subprocess.run([sys.executable, SAMPLE, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_sample_char_checkpoint_end_to_end(char_run):
@@ -134,6 +135,7 @@ def test_sample_char_checkpoint_end_to_end(char_run):
     samples = p.stdout.split('---------------\n')
     assert len(samples) == 4 and samples[-1] == ''  # three samples, each closed by dashes
     assert 'character vocabulary of 24' in p.stderr
+    assert any((char_run / 'xla-cache').iterdir())  # the compiled loop is kept for the next run
     for s in samples[:3]:
         assert s.startswith('ROMEO:') and len(s.rstrip('\n')) >= 6 + 30
         assert set(s) <= set('ROMEO: hello, world.\nJULIET: goodbye.\n')
@@ -173,6 +175,9 @@ def test_bad_inputs(char_run):
     assert p.returncode == 1 and 'temperature must be > 0' in p.stderr
     p = sample(char_run, '--out_dir=out', '--top_k=0')
     assert p.returncode == 1 and 'top_k must be >= 1' in p.stderr
+    for bad in ('0.0', '1.5'):
+        p = sample(char_run, '--out_dir=out', f'--keep={bad}')
+        assert p.returncode == 1 and f'keep must be in (0, 1], got {float(bad)}' in p.stderr
     p = sample(char_run, '--out_dir=nowhere')
     assert p.returncode == 1 and 'no checkpoint at nowhere/ckpt.pkl' in p.stderr
     (char_run / 'foreign').mkdir()
