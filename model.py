@@ -319,19 +319,42 @@ def decode(params, idx, cache, pos, config, dtype=jnp.float32):
     return head(params, x.reshape(B, T, -1)[:, -1], dtype), new_cache
 
 
+def above_cutoff(logits, enough):
+    """Mask of the logits >= v, per row of logits [B, V] (float32), for the largest v such that
+    enough(mask) holds: the top k with enough = at least k kept, the nucleus with enough = at
+    least p of the probability kept. Found by bisection over float32's 2^32 bit patterns (32
+    passes over the row): sorting the row, as lax.top_k and jnp.sort do on XLA:CPU, took longer
+    than the rest of a GPT-2 decode step (73 vs 4 ms for 5 x 50304, top 200)."""
+    bits = lax.bitcast_convert_type(logits, jnp.uint32)
+    keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(1 << 31))  # ordered as the floats
+
+    def bisect(_, lo_hi):  # invariant: enough(keys >= lo), and the answer is <= hi
+        lo, hi = lo_hi
+        mid = lo + (hi - lo) // 2 + 1
+        ok = enough(keys >= mid[:, None])
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
+
+    lo = jnp.zeros(logits.shape[:-1], jnp.uint32)
+    lo, _ = lax.fori_loop(0, 32, bisect, (lo, jnp.full_like(lo, 0xFFFFFFFF)))
+    return keys >= lo[:, None]
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    """Sets to -inf all but the top_k most likely tokens of each row of logits [B, V], then all
+    but the nucleus: the smallest set of most likely tokens whose probability reaches top_p.
+    Ties at a cutoff are kept."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        logits = jnp.where(above_cutoff(logits, lambda kept: kept.sum(-1) >= top_k), logits, -jnp.inf)
+    if top_p is not None and top_p < 1.0:
+        probs = jax.nn.softmax(logits, axis=-1)
+        mass = lambda kept: jnp.where(kept, probs, 0.0).sum(-1)
+        logits = jnp.where(above_cutoff(logits, lambda kept: mass(kept) >= top_p), logits, -jnp.inf)
+    return logits
+
+
 def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
     """Draw one token per row from logits [B, V] (float32) -> int32 [B]."""
-    logits = logits.astype(jnp.float32) / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = lax.top_k(logits, top_k)[0][:, -1:]  # the k-th largest logit per row
-        logits = jnp.where(logits < kth, -jnp.inf, logits)
-    if top_p is not None and top_p < 1.0:
-        # nucleus: keep the smallest set of most likely tokens whose probability reaches top_p
-        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
-        probs = jax.nn.softmax(sorted_logits, axis=-1)
-        n_keep = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < top_p, axis=-1)  # always >= 1
-        cutoff = jnp.take_along_axis(sorted_logits, (n_keep - 1)[:, None], axis=-1)
-        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    logits = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 

@@ -98,6 +98,26 @@ def test_top_k_and_top_p_never_pick_outside_the_allowed_set():
     np.testing.assert_array_equal(tok, order[:, 0])
 
 
+def test_filter_logits_equals_sorting_the_row():
+    """The bisection cutoffs against the plain definition by sorting, with ties and -inf."""
+    x = np.asarray(jax.random.normal(jax.random.key(8), (6, 50304)), np.float32) * 3
+    x[:, :3000] = np.round(x[:, :3000])  # many ties
+    x[:, 3000:4000] = -np.inf  # already masked out
+    x[5] = 0.0  # a row of one value
+    for k in (1, 50, 200, 50303):
+        kth = -np.sort(-x, axis=-1)[:, k - 1:k]
+        np.testing.assert_array_equal(model.filter_logits(x, top_k=k), np.where(x < kth, -np.inf, x))
+    for p in (1e-9, 0.3, 0.9, 0.999):
+        sorted_x = -np.sort(-x, axis=-1)
+        probs = np.asarray(jax.nn.softmax(sorted_x, axis=-1), np.float64)
+        n_keep = np.sum(np.cumsum(probs, axis=-1) - probs < p, axis=-1)  # smallest prefix reaching p
+        cutoff = np.take_along_axis(sorted_x, n_keep[:, None] - 1, axis=-1)
+        ours = np.asarray(model.filter_logits(x, top_p=p))
+        ref = np.where(x < cutoff, -np.inf, x)
+        # near p = 1 float32 sums of ~27k probabilities may put a boundary token on the other side
+        assert np.sum(np.isfinite(ours) != np.isfinite(ref)) <= (2 if p > 0.99 else 0)
+
+
 # ----------------------------------------------------------------------------- sample.py
 
 
