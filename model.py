@@ -407,8 +407,8 @@ def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=No
     first = min(max_new_tokens, config.block_size - T0)
     carry = lax.fori_loop(0, first, extend, (tokens, logits, cache, jnp.int32(T0), jnp.int32(T0)))
     per_round = config.block_size - keep + 1  # tokens drawn per round
-    left = max_new_tokens - first
-    counts = [per_round - 1] * (left // per_round) + ([left % per_round - 1] if left % per_round else [])
+    rounds, rest = divmod(max_new_tokens - first, per_round)
+    counts = [per_round - 1] * rounds + ([rest - 1] if rest else [])  # extend steps per round
     if counts:
         carry, _ = lax.scan(move_on_and_extend, carry, jnp.array(counts, jnp.int32))
     return carry[0]

@@ -19,7 +19,7 @@ max_new_tokens = 500
 temperature = 0.8  # < 1 sharper, > 1 more random; must be > 0
 top_k = 200  # keep only the top_k most likely tokens (>= vocab size: no limit)
 top_p = 1.0  # nucleus sampling: keep the most likely tokens up to this probability mass (1.0: off)
-keep = 0.75  # past block_size, the context moves on to this fraction of it (1.0: by one token, as nanoGPT)
+keep = 0.75  # past block_size the context moves on to this fraction of it (1.0: as nanoGPT)
 seed = 1337
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
 # -----------------------------------------------------------------------------
