@@ -34,7 +34,7 @@ steps = 30  # timed training iterations (after compilation)
 profile = False  # write a JAX profiler trace to traces/
 num_samples = 5  # sampling: sequences generated together
 max_new_tokens = 500
-keep = 0  # sampling: context kept when the cache is full (0: generate's default, 3/4 of block_size)
+keep = 0.75  # sampling: fraction of the context kept when the cache is full, as sample.py
 compare_full_forward = True  # sampling: also time nanoGPT's method (a full forward per token)
 # -----------------------------------------------------------------------------
 bench_keys = [k for k, v in dict(globals()).items() if not k.startswith('_') and
@@ -125,6 +125,7 @@ elif mode == 'sample':
                       else 'bfloat16' if run_config['dtype'] == 'auto' else run_config['dtype'])
     idx = jnp.zeros((num_samples, 1), jnp.int32)
     n_new = num_samples * max_new_tokens
+    keep_tokens = max(1, round(keep * config.block_size))
 
     def timed(fn):
         t0 = time.perf_counter()
@@ -132,11 +133,11 @@ elif mode == 'sample':
         return time.perf_counter() - t0
 
     gen = lambda seed: model.generate(params, idx, jax.random.key(seed), config, max_new_tokens,
-                                      top_k=200, dtype=dtype, keep=keep or None)
+                                      top_k=200, dtype=dtype, keep=keep_tokens)
     first = timed(lambda: gen(0))
     cached = min(timed(lambda: gen(s)) for s in (1, 2))
     result.update(n_params=model.num_params(params), vocab_size=config.vocab_size, dtype=str(dtype),
-                  block_size=config.block_size, keep=keep or config.block_size * 3 // 4,
+                  block_size=config.block_size, keep=keep_tokens,
                   num_samples=num_samples, max_new_tokens=max_new_tokens,
                   kv_cache_tokens_per_s=round(n_new / cached), kv_cache_compile_s=round(first - cached, 2))
     if compare_full_forward:

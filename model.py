@@ -4,7 +4,8 @@ Self-contained (jax, numpy and the standard library only), so it can be copied a
 Parameters are a nested dict named like GPT-2's tensors. The per-layer tensors are stacked
 along a leading layer axis under `h`, so `params['h']['attn']['c_attn']['weight'][i]` is
 GPT-2's `h.{i}.attn.c_attn.weight`, and the blocks run with `lax.scan`: compile time stays
-flat in depth (an unrolled 48-layer model compiles for minutes on XLA:CPU).
+flat in depth (an unrolled 48-layer training step compiles for minutes on XLA:CPU).
+Generation, forward only, splits the layers once and runs them as a Python loop (see decode).
 Shapes: B batch, T time, C n_embd, H heads, D = C // H, V vocab, L layers, N = B*T.
 """
 import json
@@ -325,7 +326,7 @@ def above_cutoff(logits, enough):
     least p of the probability kept. Found by bisection over float32's 2^32 bit patterns (32
     passes over the row): sorting the row, as lax.top_k and jnp.sort do on XLA:CPU, took longer
     than the rest of a GPT-2 decode step (73 vs 4 ms for 5 x 50304, top 200)."""
-    bits = lax.bitcast_convert_type(logits, jnp.uint32)
+    bits = lax.bitcast_convert_type(jnp.where(logits == 0, 0.0, logits), jnp.uint32)  # -0.0 as 0.0
     keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(1 << 31))  # ordered as the floats
 
     def bisect(_, lo_hi):  # invariant: enough(keys >= lo), and the answer is <= hi
@@ -362,11 +363,13 @@ def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):
                                    'on_token'))
 def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              dtype=jnp.float32, keep=None, on_token=None):
-    """Sample max_new_tokens after the prompt idx [B, T0] -> [B, T0 + max_new_tokens].
+    """Sample max_new_tokens after the prompt idx [B, T0] -> [B, T0 + max_new_tokens] (a prompt
+    longer than block_size is cropped to its last block_size tokens first).
 
     The prompt is prefilled into the KV cache once, then each new token costs one single-token
     step. The model cannot see further back than block_size: when the cache is full, the
-    context moves on to its last `keep` tokens (default 3/4 of block_size). The model has
+    context moves on to its last `keep` tokens (an int in 1..block_size; None: 3/4 of
+    block_size). The model has
     absolute positions, so those tokens' keys and values are computed anew at positions
     0..keep-1 (one prefill), and single-token steps go on from there. keep=block_size moves
     the window one token at a time, exactly as nanoGPT's sampler, but then every token past
@@ -377,7 +380,11 @@ def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=No
     B, T0 = idx.shape
     if T0 > config.block_size:  # the model cannot see further back than block_size
         idx, T0 = idx[:, -config.block_size:], config.block_size
-    keep = min(max(keep or config.block_size * 3 // 4, 1), config.block_size)
+    keep = config.block_size * 3 // 4 if keep is None else keep
+    if not (isinstance(keep, int) and 1 <= keep <= config.block_size):
+        raise ValueError(f'keep must be a number of tokens in 1..{config.block_size}, not {keep!r}')
+    if max_new_tokens == 0:
+        return idx
     params = unstack_layers(params)
     tokens = jnp.zeros((B, T0 + max_new_tokens), jnp.int32).at[:, :T0].set(idx)
     logits, cache = decode(params, idx, init_cache(config, B, dtype), 0, config, dtype)

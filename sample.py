@@ -32,8 +32,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 # Compiling the sampling loop takes seconds, longer than sampling a small model: keep the
-# compiled code on disk so that the next run with the same shapes starts at once.
-if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+# compiled code on disk so that the next run with the same shapes starts at once (JAX does
+# not cache a loop that streams, num_samples=1). JAX_COMPILATION_CACHE_DIR= (empty): off.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
     jax.config.update('jax_compilation_cache_dir',
                       os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla'))
 

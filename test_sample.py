@@ -71,6 +71,14 @@ def test_sampling_equals_full_forward_sampler_with_the_same_random_numbers(param
     assert not np.array_equal(ours, nanogpt)
 
 
+def test_no_new_tokens_and_bad_keep(params):
+    idx = jnp.arange(20, dtype=jnp.int32).reshape(1, 20) % CFG.vocab_size
+    np.testing.assert_array_equal(model.generate(params, idx, jax.random.key(0), CFG, 0), idx[:, -16:])
+    for keep in (0, 17, 0.75):
+        with pytest.raises(ValueError, match='keep must be a number of tokens in 1..16'):
+            model.generate(params, idx, jax.random.key(0), CFG, 5, keep=keep)
+
+
 def test_same_seed_same_text_other_seed_other_text(params):
     idx = jnp.zeros((2, 1), jnp.int32)
     a = model.generate(params, idx, jax.random.key(5), CFG, 20, temperature=3.0)
@@ -104,6 +112,9 @@ def test_filter_logits_equals_sorting_the_row():
     x[:, :3000] = np.round(x[:, :3000])  # many ties
     x[:, 3000:4000] = -np.inf  # already masked out
     x[5] = 0.0  # a row of one value
+    x[4] = -np.abs(x[4])
+    x[4, :100] = 0.0  # the top 100 of this row are zeros, ten of them -0.0: all tie
+    x[4, :10] = -0.0
     for k in (1, 50, 200, 50303):
         kth = -np.sort(-x, axis=-1)[:, k - 1:k]
         np.testing.assert_array_equal(model.filter_logits(x, top_k=k), np.where(x < kth, -np.inf, x))
