@@ -369,12 +369,11 @@ def generate(params, idx, key, config, max_new_tokens, temperature=1.0, top_k=No
     The prompt is prefilled into the KV cache once, then each new token costs one single-token
     step. The model cannot see further back than block_size: when the cache is full, the
     context moves on to its last `keep` tokens (an int in 1..block_size; None: 3/4 of
-    block_size). The model has
-    absolute positions, so those tokens' keys and values are computed anew at positions
-    0..keep-1 (one prefill), and single-token steps go on from there. keep=block_size moves
-    the window one token at a time, exactly as nanoGPT's sampler, but then every token past
-    block_size costs a forward pass over the whole window. Step i draws with
-    jax.random.split(key, max_new_tokens)[i].
+    block_size). The model has absolute positions, so those tokens' keys and values are
+    computed anew at positions 0..keep-1 (one prefill), and single-token steps go on from
+    there. keep=block_size moves the window one token at a time, exactly as nanoGPT's sampler,
+    but then every token past block_size costs a forward pass over the whole window.
+    Step i draws with jax.random.split(key, max_new_tokens)[i].
     on_token: an optional host function called with each new token batch [B], in order (streaming).
     """
     B, T0 = idx.shape
