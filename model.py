@@ -169,10 +169,26 @@ def gelu(x):
 
 
 def dropout(x, rate, key):
+    """Zero each element with probability `rate` (to 1/65536) and scale the rest up to keep the
+    mean. Two 16-bit random numbers come from each 32-bit draw: half the draws of
+    jax.random.bernoulli, which costs a quarter of a baby GPT's CPU step with dropout 0.2."""
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+    drop = min(round(rate * 65536), 65536)
+    if drop == 65536:
+        return jnp.zeros_like(x)
+    n = x.size
+    words = (n + 1) // 2
+    # XLA:CPU runs threefry as passes over whole arrays, ~4x slower once they no longer fit in
+    # the cache, so on the CPU the draws come in chunks of 2^18 (1 MB)
+    chunk = 1 << 18 if jax.default_backend() == 'cpu' else words
+    if words > chunk:
+        keys = jax.random.split(key, -(-words // chunk))
+        bits = lax.map(lambda k: jax.random.bits(k, (chunk,), jnp.uint32), keys)
+    else:
+        bits = jax.random.bits(key, (words,), jnp.uint32)
+    u16 = lax.bitcast_convert_type(bits, jnp.uint16).reshape(-1)[:n].reshape(x.shape)
+    return jnp.where(u16 >= drop, x * (65536 / (65536 - drop)), 0.0).astype(x.dtype)
 
 
 def attention(q, k, v, q_pos, config, dtype, key=None):

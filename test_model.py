@@ -223,6 +223,30 @@ def test_dropout_only_in_training():
     assert not np.allclose(train_a, eval_a) and not np.allclose(train_a, train_b)
 
 
+def test_dropout_rate_scale_and_independence():
+    # odd size, two chunks of draws and part of a third on the CPU (2^18 words = 2^19 elements)
+    x = jnp.ones((1031, 1023))
+    n = x.size
+    drop_fn = jax.jit(model.dropout, static_argnums=1)
+    for rate in (0.1, 0.2, 0.5):
+        y = np.asarray(drop_fn(x, rate, jax.random.key(0)))
+        dropped = (y == 0).reshape(-1)
+        sigma = math.sqrt(rate * (1 - rate) / n)
+        assert abs(dropped.mean() - rate) < 5 * sigma
+        assert abs(y.mean() - 1.0) < 5 * sigma / (1 - rate)  # the mean is kept
+        np.testing.assert_allclose(np.unique(y[y != 0]), [1 / (1 - rate)], rtol=1e-4)
+        # neighbours share a 32-bit draw, and chunks have their own keys: no correlation
+        both = (dropped[:-1] & dropped[1:]).mean()
+        assert abs(both - rate ** 2) < 5 * math.sqrt(rate ** 2 * (1 - rate ** 2) / n)
+        tail = n - 2 ** 19  # the second chunk is not a copy of the first
+        both = (dropped[:tail] & dropped[2 ** 19:]).mean()
+        assert abs(both - rate ** 2) < 5 * math.sqrt(rate ** 2 * (1 - rate ** 2) / tail)
+    other = np.asarray(drop_fn(x, 0.2, jax.random.key(1)))
+    assert not np.array_equal(other == 0, np.asarray(drop_fn(x, 0.2, jax.random.key(0))) == 0)
+    assert model.dropout(x.astype(jnp.bfloat16), 0.2, jax.random.key(0)).dtype == jnp.bfloat16
+    assert float(jnp.abs(model.dropout(x, 1.0, jax.random.key(0))).max()) == 0.0
+
+
 def test_num_params_gpt2_124m():
     config = GPTConfig(vocab_size=50257)
     shapes = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
