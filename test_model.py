@@ -245,6 +245,14 @@ def test_dropout_rate_scale_and_independence():
     assert not np.array_equal(other == 0, np.asarray(drop_fn(x, 0.2, jax.random.key(0))) == 0)
     assert model.dropout(x.astype(jnp.bfloat16), 0.2, jax.random.key(0)).dtype == jnp.bfloat16
     assert float(jnp.abs(model.dropout(x, 1.0, jax.random.key(0))).max()) == 0.0
+    assert model.dropout(x, 1e-6, jax.random.key(0)) is x  # rounds to no drop at all
+    for shape in [(), (0,), (1,), (3,), (2, 0, 5)]:
+        small = jnp.ones(shape, jnp.bfloat16)
+        out = drop_fn(small, 0.5, jax.random.key(0))
+        assert out.shape == shape and out.dtype == jnp.bfloat16
+        assert set(np.unique(np.asarray(out, np.float32))) <= {0.0, 2.0}
+    with pytest.raises(ValueError, match='dropout rate'):
+        model.dropout(x, -0.1, jax.random.key(0))
 
 
 def test_num_params_gpt2_124m():

@@ -194,6 +194,8 @@ def test_foreign_pickle_is_refused(workdir):
 def test_clear_errors(workdir):
     p = run(workdir, '--lerning_rate=1', check=False)
     assert p.returncode == 1 and "did you mean 'learning_rate'" in p.stderr
+    p = run(workdir, '--dropout=1.5', check=False)
+    assert p.returncode == 1 and 'dropout must be at least 0 and below 1, not 1.5' in p.stderr
     p = run(workdir, '--dataset=nope', check=False)
     assert p.returncode == 1 and 'data/nope/train.bin not found' in p.stderr and 'prepare' in p.stderr
     p = run(workdir, '--init_from=resume', '--out_dir=empty', check=False)

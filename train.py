@@ -98,6 +98,8 @@ if dtype == 'auto':
     dtype = model.default_dtype()
 if dtype not in ('float32', 'bfloat16', 'float16'):
     fail(f"dtype must be 'float32', 'bfloat16' or 'float16', not {dtype!r}")
+if not 0 <= dropout < 1:
+    fail(f'dropout must be at least 0 and below 1, not {dropout}')
 compute_dtype = jnp.dtype(dtype)
 log = print if master else (lambda *a, **k: None)
 
