@@ -184,8 +184,8 @@ def dropout(x, rate, key):
     # XLA:CPU runs threefry as passes over whole arrays, several times slower per number once
     # they no longer fit in the cache, so on the CPU the draws come in chunks of 2^18 (1 MB).
     # (The same key then gives other masks on other backends.)
-    chunk = 1 << 18 if jax.default_backend() == 'cpu' else words
-    if words > chunk:
+    chunk = 1 << 18
+    if jax.default_backend() == 'cpu' and words > chunk:
         keys = jax.random.split(key, -(-words // chunk))
         bits = lax.map(lambda k: jax.random.bits(k, (chunk,), jnp.uint32), keys)
     else:
