@@ -1,6 +1,6 @@
 """Command-line and config-file overrides for a script's module-level settings.
 
-A script defines its settings as plain globals, then calls
+A script defines its settings as plain globals, each with a comment saying what it is, then calls
 
     config = configurator.configure(globals())
 
@@ -20,31 +20,41 @@ start with '_' and whose values are bool, int, float, str or None. Type rules,
 checked against each setting's default (for config files too):
 
 * same type as the default: accepted; an int given for a float becomes a float;
-* bool and int never mix (`--max_iters=True`, `--compile=1` are errors);
+* bool and int never mix (`--max_iters=True`, `--eval_only=1` are errors);
 * a str default keeps the text as written (`--wandb_run_name=123` gives '123');
 * a None default accepts any value; None itself is accepted only there
   (for a str setting, `--key=None` is the text 'None').
 
-Errors print one message to stderr and exit with status 1 (no traceback);
-`--help` / `-h` lists every setting with its default and exits with status 0.
+Errors print one line `error: ...` to stderr and exit with status 1 (no traceback).
+`--help` / `-h` prints the script's docstring and lists every setting with its default and the comment written beside it in
+the script, under the script's own section headings, and exits with status 0.
+read_settings(path) gives the same settings of a script without running it.
 """
 import ast
 import difflib
+import io
 import os
 import sys
+import tokenize
 
 PLAIN = (bool, int, float, str, type(None))
+# nanoGPT's keys that mean nothing here: accepted with a note, so that its commands still run
+NANOGPT_KEYS = {
+    'device': 'JAX picks the device itself (the GPU when jax[cuda] is installed, else the CPU)',
+    'compile': 'jax.jit always compiles the training step',
+    'backend': 'jax.distributed needs no backend setting',
+}
 
 
 def _fail(msg):
-    print(f"config error: {msg}", file=sys.stderr)
+    print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(1)
 
 
-def _unknown(key, defaults, where):
+def _unknown(key, defaults, where, script):
     close = difflib.get_close_matches(key, list(defaults), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    _fail(f"{where}unknown key '{key}'{hint}\nvalid keys: {', '.join(sorted(defaults))}")
+    _fail(f"{where}unknown key '{key}'{hint}; python {script} --help lists the settings")
 
 
 def _check(key, value, raw, default, where):
@@ -61,17 +71,72 @@ def _check(key, value, raw, default, where):
     _fail(f"{where}key '{key}' expects {expected}, got {value!r} ({type(value).__name__})")
 
 
+def overridden(g):
+    """The settings that config files or --key=value set in the last configure(g) call."""
+    return g.get("_overridden", set())
+
+
+def read_settings(path):
+    """A script's settings without running it: [(name, default, comment, section)] for every
+    top-level `name = literal` before its configure() call, in order. comment is the text of the
+    `# ...` on the same line, section the last full-line comment above it ('' if none)."""
+    with open(path, encoding='utf-8') as f:
+        source = f.read()
+    comments = {}  # line number -> (comment text, whether the comment is the whole line)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            whole = not tok.line[:tok.start[1]].strip()
+            comments[tok.start[0]] = (tok.string.lstrip('#').strip(), whole)
+    settings, section, line = [], '', 0
+    for node in ast.parse(source).body:
+        if 'configure' in ast.unparse(node):
+            break
+        for n in range(line + 1, node.lineno):  # full-line comments above this statement
+            if n in comments and comments[n][1] and comments[n][0].strip('- '):
+                section = comments[n][0].strip('- ')  # '# ---- settings' is 'settings'
+        line = node.end_lineno
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+        name = node.targets[0].id
+        if not name.startswith('_') and isinstance(value, PLAIN):
+            comment = comments.get(node.lineno, ('', True))
+            settings.append((name, value, '' if comment[1] else comment[0], section))
+    return settings
+
+
 def _help(g, defaults):
+    try:
+        _print_help(g, defaults)
+    except BrokenPipeError:  # --help | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(0)
+
+
+def _print_help(g, defaults):
     script = os.path.basename(g.get("__file__") or sys.argv[0] or "script.py")
     print(f"usage: python {script} [config/file.py ...] [--key=value ...]")
     doc = (g.get("__doc__") or "").strip()
     if doc:
-        print("\n" + doc.splitlines()[0])
+        print("\n" + doc)
+    try:
+        described = {name: (comment, section) for name, _, comment, section in read_settings(g["__file__"])}
+    except (KeyError, OSError, SyntaxError):
+        described = {}
     print("\nsettings (default values):")
-    width = max((len(k) for k in defaults), default=0)
-    for key, value in defaults.items():
-        print(f"  {key:<{width}} = {value!r}")
-    raise SystemExit(0)
+    key_width = max((len(k) for k in defaults), default=0)
+    rows = {key: f"  {key:<{key_width}} = {value!r}" for key, value in defaults.items()}
+    row_width = max((len(r) for r in rows.values()), default=0)
+    last = ""
+    for key, row in rows.items():
+        comment, section = described.get(key, ("", ""))
+        if section and section != last:
+            print(f"\n{section}")
+            last = section
+        print(f"{row:<{row_width}}   {comment}" if comment else row)
 
 
 def configure(g, argv=None, *, quiet=False):
@@ -79,36 +144,59 @@ def configure(g, argv=None, *, quiet=False):
     to the globals dict `g`; return {key: value} of every setting afterwards."""
     argv = sys.argv[1:] if argv is None else list(argv)
     defaults = {k: v for k, v in g.items() if not k.startswith("_") and isinstance(v, PLAIN)}
+    script = os.path.basename(g.get("__file__") or sys.argv[0] or "script.py")
     say = (lambda *a: None) if quiet else print
     if "-h" in argv or "--help" in argv:
         _help(g, defaults)
+    changed = g["_overridden"] = set()  # what config files and flags set, for overridden()
     for arg in argv:
         if not arg.startswith("-"):  # a config file
-            if not os.path.isfile(arg):
+            path = arg if os.path.isfile(arg) else os.path.join(os.path.dirname(os.path.abspath(g.get("__file__", "."))), arg)
+            if not os.path.isfile(path):
                 _fail(f"config file not found: {arg}")
             before = dict(g)
             say(f"Overriding config with {arg}:")
-            with open(arg) as f:
-                exec(compile(f.read(), arg, "exec"), g)  # tracebacks name the file
+            try:
+                with open(path) as f:
+                    exec(compile(f.read(), arg, "exec"), g)
+            except SystemExit:
+                raise
+            except BaseException as e:  # one line naming the file and the line
+                tb = e.__traceback__
+                lineno = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else None
+                while tb is not None:
+                    if tb.tb_frame.f_code.co_filename == arg:
+                        lineno = tb.tb_lineno
+                    tb = tb.tb_next
+                _fail(f"{arg}:{lineno or '?'}: {type(e).__name__}: {getattr(e, 'msg', None) or e}")
             for key, value in list(g.items()):
                 if key.startswith("_") or (key not in defaults and not isinstance(value, PLAIN)):
                     continue  # private helpers, imports, functions
+                if key not in defaults and key in NANOGPT_KEYS:
+                    print(f"note: {arg} sets '{key}', which is not needed here: {NANOGPT_KEYS[key]}", file=sys.stderr)
+                    del g[key]
+                    continue
                 if key not in defaults:
-                    _unknown(key, defaults, f"{arg} sets ")
+                    _unknown(key, defaults, f"{arg} sets ", script)
                 if (type(value), value) != (type(before[key]), before[key]):
                     g[key] = _check(key, value, None, defaults[key], f"{arg}: ")
+                    changed.add(key)
                     say(f"Overriding: {key} = {g[key]!r}")
         elif arg.startswith("--") and len(arg) > 2:
             key, eq, raw = arg[2:].partition("=")
+            if key not in defaults and key in NANOGPT_KEYS:
+                print(f"note: --{key} is not needed here: {NANOGPT_KEYS[key]}", file=sys.stderr)
+                continue
             if key not in defaults:
-                _unknown(key, defaults, "")
+                _unknown(key, defaults, "", script)
             if not eq:
                 _fail(f"'{arg}' has no value; use {arg}=True")
             try:
                 value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError, TypeError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 value = raw
             g[key] = _check(key, value, raw, defaults[key], "")
+            changed.add(key)
             say(f"Overriding: {key} = {g[key]!r}")
         else:
             _fail(f"unrecognized argument '{arg}' (expected config/file.py or --key=value)")

@@ -71,7 +71,7 @@ def main():
 
     import jax.numpy as jnp
 
-    import checkpoint
+    import common
     from model import GPTConfig
 
     def fail(msg):
@@ -79,8 +79,9 @@ def main():
         sys.exit(1)
 
     try:
-        params, model_args, run_config = checkpoint.load_run(out_dir)
-    except checkpoint.CheckpointError as e:
+        ckpt = common.load_run(out_dir)
+        params, model_args, run_config = ckpt['params'], ckpt['model_args'], ckpt['config']
+    except common.UserError as e:
         fail(f'{e}: train first (python prepare_addition.py && python train.py config/train_addition.py)')
     config = GPTConfig(**model_args)
     name = dataset or run_config.get('dataset')
@@ -90,8 +91,8 @@ def main():
         if not os.path.isfile(path):
             fail(f'{path} not found: prepare the dataset first (python prepare_addition.py)')
     try:
-        meta = checkpoint.load(meta_path)
-    except checkpoint.CheckpointError as e:
+        meta = common.load_pickle(meta_path)
+    except common.UserError as e:
         fail(str(e))
     if 'example_len' not in meta or meta['example_len'] % 3 != 1:
         fail(f'{data_dir} is not an addition dataset (meta.pkl has no example_len of 3n+1)')

@@ -3,116 +3,95 @@
     python sample.py --out_dir=out-char --start="ROMEO:"
     python sample.py --init_from=gpt2 --start="FILE:prompt.txt" --num_samples=3
 
-All samples are generated together as one batch: the prompt goes through the model once
-(into a key-value cache), then a compiled loop adds one token per step.
+--start is the prompt: text, or FILE:path to read it from a UTF-8 file. All samples are
+generated together as one batch: the prompt goes through the model once (into a key-value
+cache), then a compiled loop adds one token per step. One sample streams as it is written.
 """
 import os
 import sys
 import time
 
-# ----------------------------------------------------------------------------- settings
-init_from = 'resume'  # 'resume' (out_dir/ckpt.pkl) or 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'
-out_dir = 'out'  # ignored unless init_from == 'resume'
-start = '\n'  # or '<|endoftext|>' or 'FILE:prompt.txt' to read the prompt from a file
-num_samples = 10
-max_new_tokens = 500
-temperature = 0.8  # < 1 sharper, > 1 more random; must be > 0
-top_k = 200  # keep only the top_k most likely tokens (>= vocab size: no limit)
-top_p = 1.0  # nucleus sampling: keep the most likely tokens up to this probability mass (1.0: off)
-keep = 0.75  # past block_size the context moves on to this fraction of it (1.0: as nanoGPT)
-seed = 1337
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
-# -----------------------------------------------------------------------------
-import configurator  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
+import common
+import configurator
+import model
+from common import fail
+from model import GPTConfig
+
+# ----------------------------------------------------------------------------- settings
+init_from = 'resume'  # 'resume' (out_dir/ckpt.pkl), 'gpt2' .. 'gpt2-xl', or a folder with GPT-2 weights
+out_dir = 'out'  # the train.py run to sample from (init_from='resume')
+start = '\n'  # the prompt: text, '<|endoftext|>', or 'FILE:prompt.txt' to read it from a file
+num_samples = 10  # samples, generated together as one batch (1: streamed as it is written)
+max_new_tokens = 500  # tokens to add to each sample
+temperature = 0.8  # < 1 sharper, > 1 more random; must be > 0
+top_k = 200  # draw only from the top_k most likely tokens (>= the vocabulary: no limit)
+top_p = 1.0  # nucleus sampling: only from the most likely tokens that make up this probability (1.0: off)
+keep_fraction = 0.75  # past block_size the context moves on to this fraction of it (1.0: nanoGPT's window)
+seed = 1337
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs and CPUs with bf16 instructions
+# -----------------------------------------------------------------------------
 configurator.configure(globals(), quiet=True)  # stdout carries only the samples
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-# Compiling the sampling loop takes seconds, longer than sampling a small model: keep the
-# compiled code on disk so that the next run with the same shapes starts at once (JAX does
-# not cache a loop that streams, num_samples=1). JAX_COMPILATION_CACHE_DIR= (empty): off.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-    jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla'))
-
-import checkpoint  # noqa: E402
-import model  # noqa: E402
-from model import GPTConfig  # noqa: E402
-
-
-def fail(msg):
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(1)
-
-
+if num_samples < 1 or max_new_tokens < 0:
+    fail(f'num_samples must be at least 1 and max_new_tokens at least 0, not {num_samples} and {max_new_tokens}')
 if temperature <= 0:
     fail(f'temperature must be > 0, got {temperature} (use --top_k=1 for greedy decoding)')
 if top_k < 1:
     fail(f'top_k must be >= 1, got {top_k}')
 if not 0 < top_p <= 1:
     fail(f'top_p must be in (0, 1], got {top_p}')
-if not 0 < keep <= 1:
-    fail(f'keep must be in (0, 1], got {keep}')
-if dtype == 'auto':
-    dtype = model.default_dtype()
+if not 0 < keep_fraction <= 1:
+    fail(f'keep_fraction must be in (0, 1], got {keep_fraction}')
+if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
+    fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
+dtype = model.default_dtype() if dtype == 'auto' else dtype
 
-# ----------------------------------------------------------------------------- model
-meta = None
-if init_from == 'resume':
-    try:
-        params, model_args, run_config = checkpoint.load_run(out_dir)
-    except checkpoint.CheckpointError as e:
-        fail(f'{e} (train one with train.py, or sample GPT-2 with --init_from=gpt2)')
-    config = GPTConfig(**model_args)
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    # the checkpoint's dataset may have its own vocabulary (character-level data)
-    meta_path = os.path.join('data', str(run_config.get('dataset')), 'meta.pkl')
-    if os.path.exists(meta_path):
-        try:
-            meta = checkpoint.load(meta_path)
-        except checkpoint.CheckpointError as e:
-            fail(f'{e}: rerun the dataset\'s prepare script')
-        if not meta or not meta.get('stoi') or not meta.get('itos'):
-            fail(f'{meta_path} holds no vocabulary (stoi/itos): rerun the dataset\'s prepare script')
-elif init_from in model.GPT2_SIZES:
-    try:
+# Compiling the sampling loop takes seconds, longer than sampling a small model: keep the
+# compiled code on disk so that the next run with the same shapes starts at once (JAX does
+# not cache a loop that streams, num_samples=1). JAX_COMPILATION_CACHE_DIR= (empty): off.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+    jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla'))
+
+# ----------------------------------------------------------------------------- model and tokenizer
+try:
+    if init_from == 'resume':
+        ckpt = common.load_run(common.find(out_dir))
+        config = GPTConfig(**ckpt['model_args'])
+        params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
+        vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
+        if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
+            dataset = str(ckpt['config'].get('dataset'))
+            meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)), 'meta.pkl')
+            if os.path.exists(meta_path):
+                vocab = common.load_pickle(meta_path)
+            elif config.vocab_size not in (50257, 50304):
+                fail(f'{meta_path} not found: the checkpoint was trained on {dataset}, whose vocabulary '
+                     f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
+        encode, decode_bytes, what = common.tokenizer(vocab or {}, f'{out_dir}/ckpt.pkl')
+    elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
         params, config = model.from_pretrained(init_from)
-    except (OSError, ValueError, RuntimeError) as e:
-        fail(str(e))
-else:
-    fail(f"init_from must be 'resume' or one of {', '.join(model.GPT2_SIZES)}, not {init_from!r}")
-
-# ----------------------------------------------------------------------------- tokenizer
-if meta is not None:
-    print(f'character vocabulary of {len(meta["stoi"])} from {meta_path}', file=sys.stderr)
-    stoi, itos = meta['stoi'], meta['itos']
-
-    def encode(s):
-        unknown = sorted(set(c for c in s if c not in stoi))
-        if unknown:
-            fail(f'the prompt has characters outside the vocabulary: {"".join(unknown)!r} '
-                 f'({", ".join(repr(c) for c in unknown)}); the model knows only {"".join(sorted(stoi))!r}')
-        return [stoi[c] for c in s]
-
-    def decode_bytes(ids):
-        return ''.join(itos[int(i)] for i in ids).encode('utf-8')
-else:
-    print('no meta.pkl found, assuming GPT-2 encodings', file=sys.stderr)
-    import tiktoken
-    enc = tiktoken.get_encoding('gpt2')
-    encode = lambda s: enc.encode(s, allowed_special={'<|endoftext|>'})
-    decode_bytes = enc.decode_bytes
-
-if start.startswith('FILE:'):
-    try:
-        with open(start[5:], 'r', encoding='utf-8') as f:
-            start = f.read()
-    except OSError as e:
-        fail(f'cannot read the prompt file {start[5:]}: {e.strerror}')
-start_ids = encode(start)
+        encode, decode_bytes, what = common.tokenizer({}, init_from)
+    else:
+        fail(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
+             f"weights, not {init_from!r}")
+    print(f'tokens: {what}', file=sys.stderr)
+    if start.startswith('FILE:'):
+        try:
+            with open(start[5:], encoding='utf-8') as f:
+                start = f.read()
+        except OSError as e:
+            fail(f'cannot read the prompt file {start[5:]}: {e.strerror}')
+        except UnicodeDecodeError as e:
+            fail(f'the prompt file {start[5:]} is not UTF-8 text (bad byte at offset {e.start})')
+    start_ids = encode(start)
+except common.UserError as e:
+    fail(e)
+except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
+    fail(str(e))
 if not start_ids:
     fail('the prompt is empty: give at least one token with --start')
 if len(start_ids) > config.block_size:
@@ -141,20 +120,23 @@ class Streamer:
         self.pending = b''
 
 
-idx = jnp.tile(jnp.asarray(start_ids, jnp.int32)[None], (num_samples, 1))
-streaming = num_samples == 1
-if streaming:
-    print(start, end='', flush=True)
-t0 = time.time()
-out = model.generate(params, idx, jax.random.key(seed), config, max_new_tokens,
-                     temperature=temperature, top_k=top_k if top_k < config.vocab_size else None,
-                     top_p=top_p if top_p < 1 else None, dtype=jnp.dtype(dtype),
-                     keep=max(1, round(keep * config.block_size)),
-                     on_token=Streamer() if streaming else None)
-out = np.asarray(out)
-dt = time.time() - t0
-for row in out:
-    print('' if streaming else decode_bytes(row).decode('utf-8', errors='replace'))
-    print('---------------')
-print(f'{num_samples} x {max_new_tokens} new tokens in {dt:.2f}s '
-      f'({num_samples * max_new_tokens / dt:,.0f} tokens/s, including compilation or reading it from the cache)', file=sys.stderr)
+try:
+    idx = jnp.tile(jnp.asarray(start_ids, jnp.int32)[None], (num_samples, 1))
+    streaming = num_samples == 1
+    if streaming:
+        print(start, end='', flush=True)
+    t0 = time.time()
+    out = model.generate(params, idx, jax.random.key(seed), config, max_new_tokens,
+                         temperature=temperature, top_k=top_k if top_k < config.vocab_size else None,
+                         top_p=top_p if top_p < 1 else None, dtype=jnp.dtype(dtype),
+                         keep_tokens=max(1, round(keep_fraction * config.block_size)),
+                         on_token=Streamer() if streaming else None)
+    out = np.asarray(out)
+    dt = time.time() - t0
+    for row in out:
+        print('' if streaming else decode_bytes(row).decode('utf-8', errors='replace'))
+        print('---------------', flush=True)
+except BrokenPipeError:  # the reader stopped early (| head): that is fine
+    common.quiet_broken_pipe()
+print(f'{num_samples} x {max_new_tokens} new tokens in {dt:.2f}s ({num_samples * max_new_tokens / dt:,.0f} tokens/s, '
+      f'including compilation or reading it from the cache)', file=sys.stderr)

@@ -83,7 +83,7 @@ def main():
     import jax
     import jax.numpy as jnp
 
-    import checkpoint
+    import common
     import model
     from model import GPTConfig
     from prepare_image import image_grid, tokens_to_pixels, write_png
@@ -93,8 +93,9 @@ def main():
         sys.exit(1)
 
     try:
-        params, model_args, run_config = checkpoint.load_run(out_dir)
-    except checkpoint.CheckpointError as e:
+        ckpt = common.load_run(out_dir)
+        params, model_args, run_config = ckpt['params'], ckpt['model_args'], ckpt['config']
+    except common.UserError as e:
         fail(f'{e}: train first (python prepare_image.py --size=16 && python train.py config/train_image.py)')
     config = GPTConfig(**model_args)
     name = dataset or run_config.get('dataset')
@@ -103,9 +104,9 @@ def main():
     if not os.path.isfile(meta_path):
         fail(f'{meta_path} not found: prepare the dataset first (python prepare_image.py --size=16)')
     try:
-        meta = checkpoint.load(meta_path)
+        meta = common.load_pickle(meta_path)
         palette, size, start_token = meta['palette'], meta['image_size'], meta['start_token']
-    except checkpoint.CheckpointError as e:
+    except common.UserError as e:
         fail(str(e))
     except KeyError as e:
         fail(f'{meta_path} has no {e}: is {name} an image dataset (prepare_image.py)?')

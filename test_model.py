@@ -2,6 +2,7 @@
 import math
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -15,7 +16,7 @@ from model import GPTConfig
 FIXTURE = Path(__file__).parent / 'fixtures'
 TINY = GPTConfig(block_size=32, vocab_size=101, n_layer=2, n_head=4, n_embd=64)
 
-fwd = jax.jit(model.forward, static_argnames=('config', 'train', 'dtype'))
+fwd = jax.jit(model.forward, static_argnames=('config', 'dtype'))
 
 
 @pytest.fixture(scope='module')
@@ -152,7 +153,7 @@ def test_loss_ignores_minus_one_targets(tiny_params):
 def test_plain_attention_matches_jax_reference():
     q, k, v = (jax.random.normal(jax.random.key(i), (2, 24, 4, 16)) for i in range(3))  # [B, T, H, D]
     heads_first = lambda a: jnp.swapaxes(a, 1, 2)
-    ours = model.attention(*map(heads_first, (q, k, v)), jnp.arange(24), TINY, jnp.float32)
+    ours = model.attention(*map(heads_first, (q, k, v)), jnp.arange(24), jnp.float32)
     with jax.default_matmul_precision('highest'):  # the reference in full float32 on GPUs too
         ref = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation='xla')
     np.testing.assert_allclose(heads_first(ours), ref, atol=1e-5)
@@ -161,7 +162,8 @@ def test_plain_attention_matches_jax_reference():
 @pytest.mark.skipif(jax.default_backend() != 'gpu', reason='cuDNN attention needs a GPU')
 def test_cudnn_attention_matches_plain_path():
     q, k, v = (jax.random.normal(jax.random.key(i), (2, 4, 128, 64), jnp.bfloat16) for i in range(3))
-    flash = model.attention(q, k, v, jnp.arange(128), TINY, jnp.bfloat16)  # takes the cuDNN path
+    assert model.use_flash_attention(q, k, jnp.bfloat16, None)
+    flash = model.attention(q, k, v, jnp.arange(128), jnp.bfloat16)  # takes the cuDNN path
     plain = jnp.swapaxes(jax.nn.dot_product_attention(*(jnp.swapaxes(a, 1, 2) for a in (q, k, v)),
                                                       is_causal=True, implementation='xla'), 1, 2)
     np.testing.assert_allclose(flash.astype(jnp.float32), plain.astype(jnp.float32), atol=2e-2)
@@ -170,13 +172,13 @@ def test_cudnn_attention_matches_plain_path():
 def test_kv_cache_matches_full_forward(tiny_params):
     idx = random_idx(6, (3, 32))
     full = fwd(tiny_params, idx, TINY)
-    decode = jax.jit(model.decode, static_argnames=('config', 'dtype'))
+    cached_forward = jax.jit(model.cached_forward, static_argnames=('config', 'dtype'))
     params = model.unstack_layers(tiny_params)
     # prefill 5 tokens, then one at a time up to block_size
-    logits, cache = decode(params, idx[:, :5], model.init_cache(TINY, 3), 0, TINY)
+    logits, cache = cached_forward(params, idx[:, :5], model.init_cache(TINY, 3), 0, TINY)
     np.testing.assert_allclose(logits, full[:, 4], atol=1e-5)
     for t in range(5, 32):
-        logits, cache = decode(params, idx[:, t:t + 1], cache, t, TINY)
+        logits, cache = cached_forward(params, idx[:, t:t + 1], cache, t, TINY)
         np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
 
 
@@ -193,10 +195,10 @@ def test_gradients_finite_and_bf16_gradients_close():
     config = GPTConfig(block_size=32, vocab_size=101, n_layer=2, n_head=4, n_embd=64, dropout=0.1)
     p = model.init_params(config, jax.random.key(0))
     idx, tgt = random_idx(8, (4, 32)), random_idx(9, (4, 32))
-    grad = jax.jit(jax.grad(model.loss_fn), static_argnames=('config', 'train', 'dtype'))
+    grad = jax.jit(jax.grad(model.loss_fn), static_argnames=('config', 'dtype'))
     g32 = grad(p, idx, tgt, config)
     g16 = grad(p, idx, tgt, config, dtype=jnp.bfloat16)
-    gdrop = grad(p, idx, tgt, config, train=True, rng=jax.random.key(1))
+    gdrop = grad(p, idx, tgt, config, key=jax.random.key(1))
     for g in (g32, g16, gdrop):
         assert all(bool(jnp.isfinite(x).all()) for x in jax.tree_util.tree_leaves(g))
     for a, b in zip(jax.tree_util.tree_leaves(g32), jax.tree_util.tree_leaves(g16)):
@@ -212,15 +214,19 @@ def test_matmul_gradients_equal_autodiff():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_dropout_only_in_training():
+def test_dropout_exactly_when_a_key_is_given():
     config = GPTConfig(**{**TINY.__dict__, 'dropout': 0.2})
     p = model.init_params(config, jax.random.key(0))
     idx = random_idx(10, (2, 16))
     eval_a = fwd(p, idx, config)
-    np.testing.assert_array_equal(eval_a, fwd(p, idx, config, rng=jax.random.key(1)))
-    train_a = fwd(p, idx, config, train=True, rng=jax.random.key(1))
-    train_b = fwd(p, idx, config, train=True, rng=jax.random.key(2))
+    np.testing.assert_array_equal(eval_a, fwd(p, idx, config))
+    train_a = fwd(p, idx, config, key=jax.random.key(1))
+    train_b = fwd(p, idx, config, key=jax.random.key(2))
     assert not np.allclose(train_a, eval_a) and not np.allclose(train_a, train_b)
+    np.testing.assert_array_equal(train_a, fwd(p, idx, config, key=jax.random.key(1)))
+    # without dropout in the config a key changes nothing
+    np.testing.assert_array_equal(fwd(tiny_p := model.init_params(TINY, jax.random.key(0)), idx, TINY),
+                                  fwd(tiny_p, idx, TINY, key=jax.random.key(1)))
 
 
 def test_dropout_rate_scale_and_independence():
@@ -275,3 +281,45 @@ def test_remat_same_gradients_less_memory():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # only each block's input is kept for the backward pass
     assert remat.memory_analysis().temp_size_in_bytes < 0.7 * plain.memory_analysis().temp_size_in_bytes
+
+
+# ----------------------------------------------------------------------------- the chunked loss
+
+def plain_loss(x, wte, targets, dtype):
+    return model.cross_entropy(model.matmul(x, wte, dtype, transposed_w=True), targets)
+
+
+@pytest.mark.parametrize('dtype, rtol', [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
+def test_chunked_head_loss_equals_plain_loss_and_gradients(dtype, rtol):
+    N, C, V = 203, 48, 389  # 203 rows in chunks of 32: the last chunk has 11 rows
+    x = jax.random.normal(jax.random.key(0), (N, C))
+    wte = 0.3 * jax.random.normal(jax.random.key(1), (V, C))
+    targets = jax.random.randint(jax.random.key(2), (N,), 0, V).at[::7].set(-1)  # some ignored
+    loss_and_grads = lambda f: jax.jit(jax.value_and_grad(f, (0, 1)), static_argnums=3)(x, wte, targets, dtype)
+    chunked = partial(model.head_loss, chunk_rows=32)
+    (l1, g1), (l2, g2) = loss_and_grads(plain_loss), loss_and_grads(chunked)
+    np.testing.assert_allclose(l2, l1, rtol=1e-5 if dtype == jnp.float32 else 1e-3)
+    for a, b in zip(g1, g2):  # gradients, relative to their size
+        assert float(jnp.linalg.norm(a - b)) <= rtol * float(jnp.linalg.norm(a))
+    assert not np.any(np.asarray(g2[0])[::7])  # an ignored target sends back no gradient
+    # the default chunk size covers small vocabularies in one chunk: the plain path itself
+    np.testing.assert_array_equal(jax.jit(model.head_loss, static_argnums=3)(x, wte, targets, dtype),
+                                  jax.jit(plain_loss, static_argnums=3)(x, wte, targets, dtype))
+
+
+def test_chunked_head_loss_needs_less_memory_for_gpt2_vocabulary():
+    config = GPTConfig(block_size=256, vocab_size=50304, n_layer=1, n_head=2, n_embd=64)
+    p = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+    idx = jax.ShapeDtypeStruct((8, 256), jnp.int32)
+
+    def plain_step(params, idx):
+        return model.cross_entropy(model.forward(params, idx, config), idx)
+
+    def chunked_step(params, idx):
+        return model.loss_fn(params, idx, idx, config)
+
+    temp = [jax.jit(jax.grad(f)).lower(p, idx).compile().memory_analysis().temp_size_in_bytes
+            for f in (plain_step, chunked_step)]
+    logits_bytes = 8 * 256 * 50304 * 4  # 412 MB
+    assert temp[0] > logits_bytes  # the plain step holds the float32 logits (and more)
+    assert temp[1] < temp[0] / 3

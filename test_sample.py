@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import checkpoint
+import common
 import model
 from model import GPTConfig
 
@@ -51,7 +51,7 @@ def full_forward_sampler(params, idx, key, config, n, keep=None, **kw):
 def test_greedy_kv_cache_generation_equals_full_forwards_past_block_size(params, prompt_len, keep):
     idx = jax.random.randint(jax.random.key(1), (3, prompt_len), 0, CFG.vocab_size)
     n = 40  # runs past block_size (16) more than once
-    ours = model.generate(params, idx, jax.random.key(2), CFG, n, top_k=1, keep=keep)
+    ours = model.generate(params, idx, jax.random.key(2), CFG, n, top_k=1, keep_tokens=keep)
     ref = full_forward_sampler(params, idx, jax.random.key(2), CFG, n, keep=keep, top_k=1)
     np.testing.assert_array_equal(ours[:, -n:], ref[:, -n:])
     assert len(np.unique(ours[:, -n:])) > 3  # a meaningful check: not one token repeated
@@ -62,7 +62,7 @@ def test_sampling_equals_full_forward_sampler_with_the_same_random_numbers(param
     kw = dict(temperature=0.9, top_k=20, top_p=0.95)
     out = {}
     for keep in (None, CFG.block_size):
-        out[keep] = model.generate(params, idx, jax.random.key(4), CFG, 40, keep=keep, **kw)
+        out[keep] = model.generate(params, idx, jax.random.key(4), CFG, 40, keep_tokens=keep, **kw)
         ref = full_forward_sampler(params, idx, jax.random.key(4), CFG, 40, keep=keep, **kw)
         np.testing.assert_array_equal(out[keep], ref)
     # the context kept past block_size does matter: the two policies part ways there
@@ -75,8 +75,8 @@ def test_no_new_tokens_and_bad_keep(params):
     idx = jnp.arange(20, dtype=jnp.int32).reshape(1, 20) % CFG.vocab_size
     np.testing.assert_array_equal(model.generate(params, idx, jax.random.key(0), CFG, 0), idx[:, -16:])
     for keep in (0, 17, 0.75):
-        with pytest.raises(ValueError, match='keep must be a number of tokens in 1..16'):
-            model.generate(params, idx, jax.random.key(0), CFG, 5, keep=keep)
+        with pytest.raises(ValueError, match='keep_tokens must be a number of tokens in 1..16'):
+            model.generate(params, idx, jax.random.key(0), CFG, 5, keep_tokens=keep)
 
 
 def test_same_seed_same_text_other_seed_other_text(params):
@@ -191,12 +191,12 @@ def test_file_prompt(char_run):
 def test_bpe_checkpoint_uses_gpt2_tokens(tmp_path):
     config = GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
     params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
-    checkpoint.save(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
-                                                      'config': {'dataset': 'openwebtext'}})
+    common.save_pickle(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
+                                                         'config': {'dataset': 'openwebtext'}})
     p = sample(tmp_path, '--out_dir=out', '--start=Hello world<|endoftext|>', '--num_samples=2',
                '--max_new_tokens=8')
     assert p.returncode == 0, p.stderr
-    assert 'assuming GPT-2 encodings' in p.stderr and p.stdout.count('Hello world<|endoftext|>') == 2
+    assert "tokens: GPT-2's BPE" in p.stderr and p.stdout.count('Hello world<|endoftext|>') == 2
 
 
 def test_bad_inputs(char_run):
@@ -207,8 +207,8 @@ def test_bad_inputs(char_run):
     p = sample(char_run, '--out_dir=out', '--top_k=0')
     assert p.returncode == 1 and 'top_k must be >= 1' in p.stderr
     for bad in ('0.0', '1.5'):
-        p = sample(char_run, '--out_dir=out', f'--keep={bad}')
-        assert p.returncode == 1 and f'keep must be in (0, 1], got {float(bad)}' in p.stderr
+        p = sample(char_run, '--out_dir=out', f'--keep_fraction={bad}')
+        assert p.returncode == 1 and f'keep_fraction must be in (0, 1], got {float(bad)}' in p.stderr
     p = sample(char_run, '--out_dir=nowhere')
     assert p.returncode == 1 and 'no checkpoint at nowhere/ckpt.pkl' in p.stderr
     (char_run / 'foreign').mkdir()
@@ -216,10 +216,16 @@ def test_bad_inputs(char_run):
         pickle.dump({'something': 'else'}, f)
     p = sample(char_run, '--out_dir=foreign')
     assert p.returncode == 1 and 'not a checkpoint written by train.py' in p.stderr
-    with open(char_run / 'data' / 'chars' / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': 0, 'itos': {}, 'stoi': {}}, f)
-    p = sample(char_run, '--out_dir=out')
+    ckpt = common.load_pickle(char_run / 'out' / 'ckpt.pkl')
+    common.save_pickle(char_run / 'empty' / 'ckpt.pkl', {**ckpt, 'tokenizer': {'vocab_size': 0, 'itos': {}, 'stoi': {}}})
+    p = sample(char_run, '--out_dir=empty')
     assert p.returncode == 1 and 'holds no vocabulary' in p.stderr
+    for bad in ('--num_samples=0', '--dtype=float64', '--max_new_tokens=-1'):
+        p = sample(char_run, '--out_dir=out', bad)
+        assert p.returncode == 1 and p.stderr.startswith('error: ') and p.stderr.count('\n') == 1, (bad, p.stderr)
+    (char_run / 'latin1.txt').write_bytes('caf\xe9'.encode('latin-1'))
+    p = sample(char_run, '--out_dir=out', '--start=FILE:latin1.txt')
+    assert p.returncode == 1 and 'latin1.txt is not UTF-8 text' in p.stderr
     assert 'Traceback' not in p.stderr
 
 
@@ -228,3 +234,29 @@ def test_long_prompt_is_cropped_with_a_warning(char_run):
                '--max_new_tokens=5')
     assert p.returncode == 0, p.stderr
     assert 'warning: the prompt has 140 tokens; the model sees only the last 32' in p.stderr
+
+
+def test_sample_from_another_directory_uses_the_checkpoints_own_vocabulary(char_run, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp('elsewhere')
+    p = sample(elsewhere, f'--out_dir={char_run / "out"}', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=20')
+    assert p.returncode == 0, p.stderr
+    assert 'character vocabulary of 24' in p.stderr
+    assert set(p.stdout) <= set('ROMEO: hello, world.\nJULIET: goodbye.\n-')
+
+
+def test_old_checkpoint_without_its_dataset_is_an_error_not_gpt2_text(char_run):
+    ckpt = common.load_pickle(char_run / 'out' / 'ckpt.pkl')
+    del ckpt['tokenizer'], ckpt['config']['data_dir']  # as train.py wrote them before it kept the vocabulary
+    common.save_pickle(char_run / 'old' / 'ckpt.pkl', ckpt)
+    p = sample(char_run, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5')
+    assert p.returncode == 0 and 'character vocabulary of 24' in p.stderr  # found in data/chars
+    (char_run / 'data' / 'chars' / 'meta.pkl').unlink()
+    p = sample(char_run, '--out_dir=old')
+    assert p.returncode == 1 and 'data/chars/meta.pkl not found' in p.stderr and "GPT-2" not in p.stderr
+
+
+def test_output_piped_into_head_ends_quietly(char_run):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(char_run / 'xla-cache'))
+    p = subprocess.run(f'{sys.executable} {SAMPLE} --out_dir=out --num_samples=20 --max_new_tokens=200 | head -c 10',
+                       shell=True, cwd=char_run, capture_output=True, text=True, timeout=300, env=env)
+    assert len(p.stdout) == 10 and 'Traceback' not in p.stderr and 'BrokenPipe' not in p.stderr

@@ -8,6 +8,9 @@ gradients with lax.pmean (pmap-style code, written with shard_map under jit). Wi
 jax.distributed (set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, or run under
 Slurm) the same loop spans hosts. Checkpoints (out_dir/ckpt.pkl) resume exactly.
 """
+import fastmalloc  # first: restarts this process with a faster allocator, when one is installed
+
+import difflib
 import json
 import math
 import os
@@ -16,91 +19,117 @@ import sys
 import time
 from dataclasses import asdict
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-import fastmalloc
-
-fastmalloc.reexec_with_tcmalloc()  # much faster steps on the CPU, when tcmalloc is installed
+import common
+import configurator
+import model
+from common import fail
+from model import GPTConfig
+from plot import plot_losses
 
 # ----------------------------------------------------------------------------- settings
 # I/O
-out_dir = 'out'
-eval_interval = 2000
-log_interval = 1
-eval_iters = 200
+out_dir = 'out'  # where ckpt.pkl, log.jsonl and loss.png go
+eval_interval = 2000  # evaluate every this many iterations (and at the end)
+log_interval = 1  # print a progress line every this many iterations
+eval_iters = 200  # batches per evaluation, of train and of val
 eval_only = False  # evaluate once and exit
-always_save_checkpoint = True  # else only when val loss improves
-init_from = 'scratch'  # 'scratch', 'resume' or 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'
+always_save_checkpoint = True  # save at every evaluation; False: only when val loss improves
+init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pkl), 'gpt2' .. 'gpt2-xl', or a GPT-2 folder
+overwrite = False  # let a 'scratch' run replace a checkpoint already in out_dir
 # wandb logging
-wandb_log = False
+wandb_log = False  # log to Weights & Biases (pip install wandb)
 wandb_project = 'owt'
 wandb_run_name = 'gpt2'
 # data
-dataset = 'openwebtext'
+dataset = 'openwebtext'  # data/<dataset>/ holds train.bin, val.bin and meta.pkl
 gradient_accumulation_steps = 40  # micro-batches per optimizer step
-batch_size = 12  # per device, per micro-batch
-block_size = 1024
+batch_size = 12  # sequences per device, per micro-batch
+block_size = 1024  # tokens of context
 # model
 n_layer = 12
 n_head = 12
 n_embd = 768
 dropout = 0.0  # 0 for pretraining, try 0.1+ for finetuning
-bias = True
-# AdamW
-learning_rate = 6e-4
-max_iters = 600000
-weight_decay = 1e-1
-beta1 = 0.9
-beta2 = 0.95
+bias = True  # biases in Linears and LayerNorms, as GPT-2
+# optimizer
+optimizer = 'adamw'  # 'adamw' (nanoGPT's), or 'muon': Muon for the blocks' weight matrices, AdamW for the rest
+learning_rate = 6e-4  # AdamW's peak learning rate
+max_iters = 600000  # optimizer steps in all
+weight_decay = 1e-1  # AdamW's, on matrices and embeddings only
+beta1 = 0.9  # AdamW's
+beta2 = 0.95  # AdamW's
 grad_clip = 1.0  # clip gradients at this global norm, 0 to disable
-# learning rate schedule: linear warmup, then cosine decay to min_lr
-decay_lr = True
-warmup_iters = 2000
-lr_decay_iters = 600000  # ~= max_iters per Chinchilla
-min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla
+muon_lr = 0.02  # Muon's peak learning rate (optimizer='muon')
+muon_momentum = 0.95  # Muon's momentum (Nesterov)
+muon_weight_decay = 0.0  # Muon's decoupled weight decay
+# learning rate schedule: linear warmup, then cosine decay to min_lr (or constant, then a cooldown)
+decay_lr = True  # False: a constant learning rate
+warmup_iters = 2000  # linear warmup over this many iterations
+lr_decay_iters = 600000  # the decay ends here, then min_lr (~= max_iters per Chinchilla)
+min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla (Muon: the same fraction of muon_lr)
+cooldown_iters = 0  # 0: cosine decay; N: constant after warmup, then linear to min_lr over the last N iterations before lr_decay_iters
 # system
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': model.default_dtype()
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs and CPUs with bf16 instructions
 remat = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
 peak_tflops = 0.0  # per-device peak for MFU; 0 = known GPU table, or measured on a CPU
 seed = 1337
 # -----------------------------------------------------------------------------
-import configurator  # noqa: E402  (settings above are overridden from the command line)
-
 config = configurator.configure(globals())
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
-from jax import lax  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
-
-import checkpoint  # noqa: E402
-import model  # noqa: E402
-from model import GPTConfig  # noqa: E402
-
-
-def fail(msg):
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(1)
-
+# ----------------------------------------------------------------------------- checks
+# every setting is checked here, before any work starts
+for key in ('eval_interval', 'log_interval', 'eval_iters', 'gradient_accumulation_steps', 'batch_size',
+            'block_size', 'n_layer', 'n_head', 'n_embd'):
+    if config[key] < 1:
+        fail(f'{key} must be at least 1, not {config[key]}')
+for key in ('max_iters', 'warmup_iters', 'lr_decay_iters', 'cooldown_iters', 'weight_decay', 'grad_clip',
+            'min_lr', 'muon_weight_decay', 'peak_tflops'):
+    if config[key] < 0:
+        fail(f'{key} must not be negative, not {config[key]}')
+for key in ('learning_rate', 'muon_lr'):
+    if not 0 < config[key] < math.inf:
+        fail(f'{key} must be a positive number, not {config[key]}')
+for key in ('beta1', 'beta2', 'muon_momentum'):
+    if not 0 <= config[key] < 1:
+        fail(f'{key} must be at least 0 and below 1, not {config[key]}')
+if decay_lr and warmup_iters > lr_decay_iters:
+    fail(f'warmup_iters ({warmup_iters}) is longer than lr_decay_iters ({lr_decay_iters}): the decay '
+         f'would end before the warmup; make lr_decay_iters at least warmup_iters')
+if decay_lr and cooldown_iters > lr_decay_iters - warmup_iters:
+    fail(f'cooldown_iters ({cooldown_iters}) must fit between warmup_iters ({warmup_iters}) and '
+         f'lr_decay_iters ({lr_decay_iters})')
+if optimizer not in ('adamw', 'muon'):
+    fail(f"optimizer must be 'adamw' or 'muon', not {optimizer!r}")
+if dtype == 'auto':
+    dtype, why = model.default_dtype(), 'auto: ' + (
+        'a GPU' if jax.default_backend() == 'gpu' else 'this CPU has bf16 instructions'
+        if model.default_dtype() == 'bfloat16' else 'this CPU has no bf16 instructions')
+else:
+    why = 'set'
+if dtype not in ('float32', 'bfloat16', 'float16'):
+    fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
+compute_dtype = jnp.dtype(dtype)
+if wandb_log:
+    try:
+        import wandb
+    except ImportError:
+        fail('wandb_log=True needs the wandb package: pip install wandb')
 
 # ----------------------------------------------------------------------------- devices
 # Several hosts: JAX's own coordinator variables, or a cluster JAX detects (Slurm, Open MPI).
 if os.environ.get('JAX_COORDINATOR_ADDRESS') or int(os.environ.get('SLURM_NTASKS', '1')) > 1 \
         or int(os.environ.get('OMPI_COMM_WORLD_SIZE', '1')) > 1:
     env_int = lambda name: int(os.environ[name]) if name in os.environ else None
-    jax.distributed.initialize(num_processes=env_int('JAX_NUM_PROCESSES'),
-                               process_id=env_int('JAX_PROCESS_ID'))
+    jax.distributed.initialize(num_processes=env_int('JAX_NUM_PROCESSES'), process_id=env_int('JAX_PROCESS_ID'))
 master = jax.process_index() == 0
 n_devices, n_processes = jax.device_count(), jax.process_count()
-on_gpu = jax.default_backend() == 'gpu'
-if dtype == 'auto':
-    dtype = model.default_dtype()
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    fail(f"dtype must be 'float32', 'bfloat16' or 'float16', not {dtype!r}")
-if not 0 <= dropout < 1:
-    fail(f'dropout must be at least 0 and below 1, not {dropout}')
-compute_dtype = jnp.dtype(dtype)
 log = print if master else (lambda *a, **k: None)
 
 # One 1-D mesh over every device of every process. Params and optimizer state are
@@ -108,137 +137,175 @@ log = print if master else (lambda *a, **k: None)
 mesh = jax.make_mesh((n_devices,), ('data',))
 replicated = NamedSharding(mesh, P())
 batch_sharding = NamedSharding(mesh, P(None, 'data'))  # [micro-steps, batch, time]
-
 local_batch = batch_size * jax.local_device_count()  # rows this process feeds per micro-step
 global_batch = batch_size * n_devices
 log(f'devices: {n_devices} ({jax.devices()[0].device_kind}) on {n_processes} process(es); '
-    f'compute dtype {dtype}')
+    f'compute dtype {dtype} ({why}); memory allocator {fastmalloc.ALLOCATOR}')
 
 
-def to_host(tree):
-    # replicated arrays: this process's own copy (works on one host and on many)
+def to_host(tree):  # replicated arrays: this process's own copy (works on one host and on many)
     return jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), tree)
 
 
 # ----------------------------------------------------------------------------- data
-data_dir = os.path.join('data', dataset)
-for split in ('train', 'val'):
-    if not os.path.isfile(os.path.join(data_dir, f'{split}.bin')):
-        fail(f'{data_dir}/{split}.bin not found: prepare the dataset first '
-             f'(python prepare_char.py for shakespeare_char, python prepare_owt.py for openwebtext)')
-meta = {}
-if os.path.isfile(os.path.join(data_dir, 'meta.pkl')):
-    meta = checkpoint.load(os.path.join(data_dir, 'meta.pkl'))
+data_dir = common.find(os.path.join('data', dataset))
+try:
+    meta = common.check_dataset(data_dir, 'python prepare_char.py for shakespeare_char, '
+                                          'python prepare_owt.py for openwebtext')
+except common.UserError as e:
+    fail(e)
 # Datasets of fixed-length examples (meta example_len) are sampled from example boundaries,
 # and the first prompt_len tokens of each example are given, not scored.
 example_len, prompt_len = meta.get('example_len'), meta.get('prompt_len', 0)
 if example_len and example_len - 1 > block_size:
     fail(f'{dataset} has examples of {example_len} tokens: block_size must be at least {example_len - 1}')
-window = example_len - 1 if example_len else block_size
-tokens_per_iter = gradient_accumulation_steps * global_batch * window
+seq_len = example_len - 1 if example_len else block_size  # tokens per training sequence
+tokens_per_iter = gradient_accumulation_steps * global_batch * seq_len
+splits = {split: np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r') for split in ('train', 'val')}
+for split, data in splits.items():
+    if len(data) <= seq_len and not example_len:
+        fail(f'{data_dir}/{split}.bin has {len(data):,} tokens, fewer than a sequence of block_size + 1 '
+             f'({seq_len + 1}); lower block_size or prepare more text')
 log(f'tokens per iteration: {tokens_per_iter:,} = batch {batch_size} x {n_devices // n_processes} '
-    f'devices x {n_processes} processes x {gradient_accumulation_steps} accumulation steps '
-    f'x {window} tokens')
+    f'devices x {n_processes} processes x {gradient_accumulation_steps} accumulation steps x {seq_len} tokens')
+if not eval_only and init_from == 'scratch' and (tokens_per_iter > len(splits['train']) / 10 or warmup_iters >= max_iters):
+    log(f'warning: {tokens_per_iter:,} tokens per iteration and {warmup_iters:,} warmup iterations are large '
+        f'for {len(splits["train"]):,} training tokens and {max_iters:,} iterations (GPT-2-sized defaults?); '
+        f'config/train_char.py is a starting point for small data')
+token_bytes = common.token_byte_lengths(meta)  # UTF-8 bytes each token id decodes to, for bits per byte
 
 
 def get_batch(split, rng, n_micro):
-    """Random windows -> x, y of [n_micro, local_batch, window], int32, for this process.
-    The window offsets are drawn for the whole global batch from one stream shared by all
-    processes, and each process reads its own slice: the data a step sees does not depend
-    on how the batch is spread over devices and hosts."""
-    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
+    """Random sequences -> x, y of [n_micro, local_batch, seq_len], int32, for this process.
+    The offsets are drawn for the whole global batch from one stream shared by all processes,
+    and each process reads its own slice: the data a step sees does not depend on how the
+    batch is spread over devices and hosts."""
+    data = splits[split]
     if example_len:
         ix = rng.integers(len(data) // example_len, size=(n_micro, global_batch)) * example_len
     else:
-        ix = rng.integers(len(data) - window, size=(n_micro, global_batch))
+        ix = rng.integers(len(data) - seq_len, size=(n_micro, global_batch))
     mine = jax.process_index() * local_batch
     ix = ix[:, mine:mine + local_batch]
-    xy = np.stack([data[i:i + window + 1] for i in ix.ravel()]).astype(np.int32)
-    xy = xy.reshape(n_micro, local_batch, window + 1)
+    xy = np.stack([data[i:i + seq_len + 1] for i in ix.ravel()]).astype(np.int32)
+    xy = xy.reshape(n_micro, local_batch, seq_len + 1)
     x, y = xy[..., :-1], xy[..., 1:].copy()
     if prompt_len > 1:
         y[..., :prompt_len - 1] = -1  # predictions of prompt tokens are not scored
+    return x, y
+
+
+def to_devices(x, y):
     return (jax.make_array_from_process_local_data(batch_sharding, x),
             jax.make_array_from_process_local_data(batch_sharding, y))
 
 
 # ----------------------------------------------------------------------------- model
 iter_num, best_val_loss = 0, 1e9
-vocab_size = meta.get('vocab_size', 50304)  # GPT-2's 50257 padded up to a multiple of 64
-model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
-                  bias=bias, vocab_size=vocab_size, dropout=dropout)
-ckpt_path = os.path.join(out_dir, 'ckpt.pkl')
+gpt2_vocab = meta.get('tokenizer') == 'gpt2' or 'vocab_size' not in meta  # no meta.pkl: GPT-2 BPE
+vocab_size = 50304 if gpt2_vocab else meta['vocab_size']  # GPT-2's 50257 padded up to a multiple of 64
+model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
+                  vocab_size=vocab_size, dropout=dropout)
+model_keys = ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias')
+ckpt_path = os.path.join(common.find(out_dir), 'ckpt.pkl')
+out_dir = os.path.dirname(ckpt_path)
 ckpt, data_rng_state = None, None
-if init_from == 'scratch':
-    log(f'initializing a new model from scratch (vocab_size {vocab_size})')
-    gptconf = GPTConfig(**model_args)
-    params = model.init_params(gptconf, jax.random.key(seed))
-elif init_from == 'resume':
-    log(f'resuming training from {ckpt_path}')
-    try:
-        ckpt = checkpoint.load(ckpt_path)
-        gptconf = GPTConfig(**ckpt['model_args'])
-        params = ckpt['params']
-        data_rng_state = ckpt['data_rng_state']
-    except (checkpoint.CheckpointError, KeyError, TypeError) as e:
-        fail(f'cannot resume: {e}')
-    iter_num, best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
-elif init_from.startswith('gpt2'):
-    log(f'initializing from OpenAI GPT-2 weights: {init_from}')
-    try:
+try:
+    if init_from == 'scratch':
+        if os.path.exists(ckpt_path) and not overwrite and not eval_only:
+            fail(f'{ckpt_path} already holds a checkpoint: continue it with --init_from=resume, give this run '
+                 f'another --out_dir, or replace it on purpose with --overwrite=True')
+        gptconf = GPTConfig(**model_args)
+        log(f'initializing a new model from scratch (vocab_size {vocab_size})')
+        params = model.init_params(gptconf, jax.random.key(seed))
+    elif init_from == 'resume':
+        log(f'resuming training from {ckpt_path}')
+        ckpt = common.load_run(out_dir)
+        saved = ckpt['model_args']
+        for key in model_keys:  # settings given for this run must agree with the checkpoint's model
+            if key in configurator.overridden(globals()) and config[key] != saved[key]:
+                fail(f'{key} is {config[key]!r} for this run but {saved[key]!r} in {ckpt_path}: a run resumes '
+                     f'with its own model; drop --{key}, or train a new model in another out_dir')
+        if saved['vocab_size'] != vocab_size:
+            fail(f'{ckpt_path} has a vocabulary of {saved["vocab_size"]} tokens but {data_dir} one of '
+                 f'{vocab_size}: resume on the dataset it was trained on (--dataset={ckpt["config"].get("dataset")})')
+        if ckpt['config'].get('optimizer', 'adamw') != optimizer:
+            fail(f'{ckpt_path} was trained with optimizer={ckpt["config"].get("optimizer", "adamw")!r}: resume with '
+                 f'the same optimizer')
+        gptconf = GPTConfig(**{**saved, 'dropout': dropout})  # only dropout may change
+        params, data_rng_state = ckpt['params'], ckpt['data_rng_state']
+        iter_num, best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
+    elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
+        log(f'initializing from OpenAI GPT-2 weights: {init_from}')
+        if not gpt2_vocab:
+            fail(f'{data_dir} has its own vocabulary of {vocab_size} tokens; GPT-2 weights need a dataset '
+                 f'tokenized with GPT-2 BPE (prepare_owt.py without --vocab_size)')
         params, gptconf = model.from_pretrained(init_from)
-    except (OSError, ValueError, RuntimeError) as e:
-        fail(str(e))
-    gptconf = GPTConfig(**{**asdict(gptconf), 'dropout': dropout})  # only dropout may change
-    if block_size < gptconf.block_size:  # model surgery: keep the first block_size positions
-        params['wpe'] = params['wpe'][:block_size]
-        gptconf = GPTConfig(**{**asdict(gptconf), 'block_size': block_size})
-else:
-    fail(f"init_from must be 'scratch', 'resume' or one of {', '.join(model.GPT2_SIZES)}")
+        gptconf = GPTConfig(**{**asdict(gptconf), 'dropout': dropout})  # only dropout may change
+        if block_size < gptconf.block_size:  # model surgery: keep the first block_size positions
+            params['wpe'] = params['wpe'][:block_size]
+            gptconf = GPTConfig(**{**asdict(gptconf), 'block_size': block_size})
+    else:
+        close = difflib.get_close_matches(init_from, ['scratch', 'resume', *model.GPT2_SIZES], n=1)
+        fail(f"init_from must be 'scratch', 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with "
+             f"GPT-2 weights, not {init_from!r}" + (f" (did you mean '{close[0]}'?)" if close else ''))
+except (common.UserError, ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
+    fail(f'{e}' if not isinstance(e, (KeyError, TypeError)) else f'{ckpt_path} is not a checkpoint of train.py ({e!r})')
 model_args = asdict(gptconf)
 if block_size > gptconf.block_size:
-    fail(f'block_size {block_size} is larger than the model\'s {gptconf.block_size}')
+    fail(f"block_size {block_size} is larger than the model's {gptconf.block_size}")
 log(f'number of parameters: {model.num_params(params) / 1e6:.2f}M')
 
 # ----------------------------------------------------------------------------- optimizer
 
 
-def get_lr(it):
-    """Linear warmup, cosine decay to min_lr at lr_decay_iters, then min_lr (nanoGPT's get_lr)."""
+def lr_factor(it):
+    """The learning rate at iteration `it`, as a fraction of the peak: a linear warmup, then a
+    cosine decay (or constant, then a linear cooldown over cooldown_iters) down to
+    min_lr / learning_rate at lr_decay_iters, then flat. One function for the optimizer (traced
+    step counts) and the log (Python ints)."""
+    xp = np if isinstance(it, (int, np.integer)) else jnp  # the log: no device work for a number
     if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+        return xp.float32(1.0)
+    floor = min_lr / learning_rate
+    warm = (it + 1) / (warmup_iters + 1)
+    if cooldown_iters:
+        decay = 1 - (1 - floor) * xp.clip((it - (lr_decay_iters - cooldown_iters)) / cooldown_iters, 0.0, 1.0)
+    else:
+        ratio = xp.clip((it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1), 0.0, 1.0)
+        decay = floor + 0.5 * (1.0 + xp.cos(np.pi * ratio)) * (1 - floor)
+    return xp.where(it < warmup_iters, warm, decay)
 
 
-def lr_schedule(count):  # the same schedule, traced, from the optimizer's own step count
-    if not decay_lr:
-        return jnp.float32(learning_rate)
-    warm = learning_rate * (count + 1) / (warmup_iters + 1)
-    ratio = jnp.clip((count - warmup_iters) / max(lr_decay_iters - warmup_iters, 1), 0.0, 1.0)
-    cos = min_lr + 0.5 * (1.0 + jnp.cos(jnp.pi * ratio)) * (learning_rate - min_lr)
-    return jnp.where(count < warmup_iters, warm, cos)
+def in_blocks(path, p):  # a weight matrix of a block: [layers, in, out] under 'h'
+    return path[0].key == 'h' and p.ndim == 3
 
 
-# Weight decay on matrices and embeddings, not on biases and LayerNorm gains. Under 'h' the
-# leading axis stacks the layers, so a (layers, C) tensor is a stack of vectors.
-decay_mask = jax.tree_util.tree_map_with_path(
-    lambda path, p: p.ndim - (path[0].key == 'h') >= 2, params)
-tx = optax.chain(
-    optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(),
-    optax.adamw(lr_schedule, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask),
-)
+# AdamW's weight decay goes on matrices and embeddings, not on biases and LayerNorm gains. Under
+# 'h' the leading axis stacks the layers, so a (layers, C) tensor is a stack of vectors.
+decay_mask = jax.tree_util.tree_map_with_path(lambda path, p: p.ndim - (path[0].key == 'h') >= 2, params)
+adamw_lr = lambda count: learning_rate * lr_factor(count)
+if optimizer == 'muon':
+    # Muon (optax.contrib.muon) orthogonalizes the momentum of each [in, out] matrix of each layer
+    # (the layer axis is a batch axis); embeddings, biases and gains go to AdamW, as in modded-nanogpt
+    weight_dims = jax.tree_util.tree_map_with_path(
+        lambda path, p: optax.contrib.MuonDimensionNumbers(1, 2) if in_blocks(path, p) else None, params)
+    update = optax.contrib.muon(
+        lambda count: muon_lr * lr_factor(count), beta=muon_momentum, weight_decay=muon_weight_decay,
+        adam_b1=beta1, adam_b2=beta2, adam_weight_decay=weight_decay, adam_learning_rate=adamw_lr,
+        muon_weight_dimension_numbers=weight_dims)
+else:
+    update = optax.adamw(adamw_lr, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
+tx = optax.chain(optax.clip_by_global_norm(grad_clip) if grad_clip > 0 else optax.identity(), update)
 params = jax.device_put(jax.tree_util.tree_map(jnp.asarray, params), replicated)
 # (evaluation alone needs no optimizer state: for GPT-2 XL that saves 12 GB)
 opt_state = None if eval_only else jax.jit(tx.init, out_shardings=replicated)(params)
 if ckpt is not None and not eval_only:  # the optimizer state is stored as its list of leaves
-    opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(opt_state),
-                                             [jnp.asarray(a) for a in ckpt['opt_state']])
-    opt_state = jax.device_put(opt_state, replicated)
+    leaves, structure = jax.tree_util.tree_flatten(opt_state)
+    if len(ckpt['opt_state']) != len(leaves):
+        fail(f'{ckpt_path} holds an optimizer state of another shape: resume with the settings it was trained with')
+    opt_state = jax.device_put(jax.tree_util.tree_unflatten(structure, [jnp.asarray(a) for a in ckpt['opt_state']]),
+                               replicated)
 state = {'params': params, 'opt_state': opt_state}
 ckpt = None  # free the host copy
 
@@ -250,11 +317,12 @@ ckpt = None  # free the host copy
 def train_step(state, x, y, it):
     params = state['params']
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), it), lax.axis_index('data'))
+    key = key if gptconf.dropout > 0 else None  # dropout exactly when there is a key
 
     def micro_step(acc, inputs):  # gradient accumulation, one micro-batch at a time
         x, y, i = inputs
         loss, grads = jax.value_and_grad(model.loss_fn)(
-            params, x, y, gptconf, train=True, rng=jax.random.fold_in(key, i), dtype=compute_dtype,
+            params, x, y, gptconf, dtype=compute_dtype, key=None if key is None else jax.random.fold_in(key, i),
             remat=remat)
         return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
 
@@ -279,14 +347,20 @@ train_step = jax.jit(jax.shard_map(train_step, mesh=mesh, check_vma=False,
 eval_step = jax.jit(jax.shard_map(eval_step, mesh=mesh, check_vma=False,
                                   in_specs=(P(), P(None, 'data'), P(None, 'data')), out_specs=P()))
 
+# the same fixed batches at every evaluation (their own stream): curves compare like with like,
+# and the training data stream is untouched
+eval_batches = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters) for split in splits}
+
 
 def estimate_loss():
-    # the same fixed batches at every evaluation (own stream): curves compare like with like,
-    # and the training data stream is untouched
+    """Mean loss of each split, and bits per byte: the summed nats over (ln 2 x the UTF-8 bytes
+    that the scored tokens decode to); None where the tokens' bytes are unknown."""
     out = {}
-    for split in ('train', 'val'):
-        x, y = get_batch(split, np.random.default_rng(seed + 1), eval_iters)
-        out[split] = float(to_host(eval_step(state['params'], x, y)))
+    for split, (x, y) in eval_batches.items():
+        loss = float(to_host(eval_step(state['params'], *to_devices(x, y))))
+        scored = y[y != -1]
+        n_bytes = int(token_bytes[scored].sum()) if token_bytes is not None else 0
+        out[split] = (loss, loss * len(scored) / (math.log(2) * n_bytes) if n_bytes else None)
     return out
 
 
@@ -301,8 +375,8 @@ def device_peak_flops():
     for name, tf in KNOWN_PEAK_TFLOPS.items():
         if name in kind:
             return tf * 1e12
-    # otherwise measure: the best large-matmul throughput in the compute dtype
-    a = jnp.ones((2048, 2048), compute_dtype)
+    # otherwise measure: a large matmul in the compute dtype, best of three
+    a = jnp.ones((1024, 1024), compute_dtype)
     mm = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
     mm(a).block_until_ready()
     best = 1e9
@@ -310,32 +384,66 @@ def device_peak_flops():
         t0 = time.perf_counter()
         mm(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * 2048 ** 3 / best
+    return 2 * 1024 ** 3 / best
 
 
 flops_per_iter = model.flops_per_token(gptconf) * tokens_per_iter
 peak_flops = device_peak_flops() * n_devices
-log(f'peak for MFU: {peak_flops / 1e12:.2f} TFLOP/s over {n_devices} device(s)')
+
+# ----------------------------------------------------------------------------- checkpoints and log
+saved = None  # (iter, val loss) of the checkpoint this run wrote last
 
 
-# ----------------------------------------------------------------------------- checkpoints
+def on_disk():  # what the checkpoint file holds now, for messages that must tell the truth
+    if saved is not None:
+        return f'{ckpt_path} holds the model of iter {saved[0]}' + (f' (val loss {saved[1]:.4f})' if saved[1] else '')
+    return f'this run wrote no checkpoint' + (f'; {ckpt_path} is as it was' if os.path.exists(ckpt_path) else '')
 
-def save_checkpoint():
+
+def save_checkpoint(val_loss):
     """Everything needed to continue exactly: weights, optimizer state, counters, the data
     stream's position. Only process 0 writes."""
+    global saved
     if not master:
         return
     host = to_host(state)
-    checkpoint.save(ckpt_path, {
-        'params': host['params'],
-        'opt_state': jax.tree_util.tree_leaves(host['opt_state']),
-        'model_args': model_args,
-        'iter_num': iter_num,
-        'best_val_loss': best_val_loss,
-        'config': config,
-        'data_rng_state': data_state,
-    })
+    try:
+        common.save_pickle(ckpt_path, {
+            'params': host['params'],
+            'opt_state': jax.tree_util.tree_leaves(host['opt_state']),
+            'model_args': model_args,
+            'iter_num': iter_num,
+            'best_val_loss': best_val_loss,
+            'config': {**config, 'data_dir': os.path.abspath(data_dir)},
+            'tokenizer': {k: meta[k] for k in ('vocab_size', 'stoi', 'itos', 'tokenizer') if k in meta} or {'tokenizer': 'gpt2'},
+            'data_rng_state': data_state,
+        })
+    except OSError as e:
+        fail(f'could not write {ckpt_path} ({e.strerror}); {on_disk()}')
+    saved = (iter_num, val_loss)
     log(f'saved checkpoint to {ckpt_path}')
+
+
+def write_log(record):
+    """One JSON line in log.jsonl, written whole or not at all (a full disk leaves no half line)."""
+    if not master:
+        return
+    line = (json.dumps(record) + '\n').encode()
+    end = os.lseek(log_fd, 0, os.SEEK_END)
+    try:
+        if os.write(log_fd, line) != len(line):
+            raise OSError(28, 'No space left on device')
+    except OSError as e:
+        os.ftruncate(log_fd, end)
+        fail(f'could not write {out_dir}/log.jsonl ({e.strerror}); {on_disk()}')
+    if wandb_log:
+        wandb.log(record)
+
+
+def duration(seconds):
+    seconds = round(seconds)
+    return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \
+        f'{seconds // 60}m{seconds % 60:02d}s' if seconds >= 60 else f'{seconds}s'
 
 
 # Ctrl-C: finish the current step, save, exit (the step's buffers are donated, so a
@@ -355,48 +463,52 @@ signal.signal(signal.SIGINT, on_sigint)
 
 # ----------------------------------------------------------------------------- the loop
 if master:
-    os.makedirs(out_dir, exist_ok=True)
-    log_file = open(os.path.join(out_dir, 'log.jsonl'), 'a')
+    try:
+        lock = common.lock_dir(out_dir)  # held until the process ends
+        common.remove_stale_temporaries(out_dir)
+        log_path = os.path.join(out_dir, 'log.jsonl')
+        log_fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        common.drop_partial_last_line(log_fd)
+    except common.UserError as e:
+        fail(e)
+    except OSError as e:
+        fail(f'cannot write to out_dir {out_dir} ({e.strerror})')
 if wandb_log and master:
-    import wandb
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
 data_rng = np.random.default_rng(seed)
 if data_rng_state is not None:  # resuming: continue the stream where the checkpoint left it
     data_rng.bit_generator.state = data_rng_state
 data_state = data_rng.bit_generator.state  # the stream's position before the next batch
-x, y = get_batch('train', data_rng, gradient_accumulation_steps)
-
-
-def write_log(record):
-    log_file.write(json.dumps(record) + '\n')
-    log_file.flush()
-    if wandb_log:
-        wandb.log(record)
-
+x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
 
 t_start = t0 = time.time()
-eval_seconds = 0.0  # time spent evaluating and saving, left out of training time
-local_iter = 0
+start_iter, eval_seconds, eval_dt, step_dt = iter_num, 0.0, 0.0, None
+best_iter = iter_num if init_from == 'resume' else None
 while True:
-    if iter_num % eval_interval == 0 or eval_only:
+    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         t_eval = time.time()
         losses = estimate_loss()
-        if not all(map(math.isfinite, losses.values())):
-            fail(f'non-finite loss at iter {iter_num} ({losses}); stopping. The last good '
-                 f'checkpoint in {out_dir} is untouched: lower learning_rate or check the data')
-        train_time = t_eval - t_start - eval_seconds
-        log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}, "
-            f"val perplexity {math.exp(min(losses['val'], 50)):.2f}, {train_time:.1f}s of training")
-        if master:
-            write_log({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val'],
-                       'train_time': train_time, 'wall_time': t_eval - t_start})
+        (train_loss, train_bpb), (val_loss, val_bpb) = losses['train'], losses['val']
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            fail(f'non-finite loss at iter {iter_num} (train {train_loss}, val {val_loss}); stopping: '
+                 f'{on_disk()}. Lower learning_rate or check the data')
+        if val_loss > best_val_loss + 1.0:  # finite, but far above the best: the run is diverging
+            fail(f'val loss {val_loss:.4f} at iter {iter_num} is far above the best, {best_val_loss:.4f}: the run '
+                 f'diverges; stopping without saving over the checkpoint: {on_disk()}. Lower learning_rate')
+        improved = val_loss < best_val_loss
+        if improved:
+            best_val_loss, best_iter = val_loss, iter_num
+        bpb = f', val bpb {val_bpb:.4f}' if val_bpb else ''
+        log(f"step {iter_num}/{max_iters}: train loss {train_loss:.4f}, val loss {val_loss:.4f}{bpb}, "
+            f"val perplexity {math.exp(min(val_loss, 50)):.2f}, {duration(time.time() - fastmalloc.START)} since start")
+        write_log({'iter': iter_num, 'train_loss': train_loss, 'val_loss': val_loss, 'train_bpb': train_bpb,
+                   'val_bpb': val_bpb, 'train_time': t_eval - t_start - eval_seconds, 'wall_time': t_eval - t_start,
+                   'elapsed': time.time() - fastmalloc.START})
         if eval_only:
             break
-        if losses['val'] < best_val_loss or always_save_checkpoint:
-            best_val_loss = min(best_val_loss, losses['val'])
-            if local_iter > 0:  # not at the start: nothing new to save
-                save_checkpoint()
+        if iter_num > start_iter and (improved or always_save_checkpoint):
+            save_checkpoint(val_loss)
         eval_dt = time.time() - t_eval
         eval_seconds += eval_dt
         t0 += eval_dt  # step times leave evaluation out
@@ -406,25 +518,40 @@ while True:
     state, loss = train_step(state, x, y, jnp.int32(iter_num))
     # the next batch is read while the device computes this step (dispatch is asynchronous)
     data_state = data_rng.bit_generator.state
-    x, y = get_batch('train', data_rng, gradient_accumulation_steps)
+    x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
     iter_num += 1
-    local_iter += 1
 
-    if iter_num % log_interval == 0:
+    if iter_num % log_interval == 0 or iter_num == max_iters:
         loss = float(to_host(loss))  # the one host sync per log line
         t1 = time.time()
         dt, t0 = (t1 - t0) / log_interval, t1
         if not math.isfinite(loss):
-            fail(f'loss is {loss} at iter {iter_num}; stopping without saving. The last good '
-                 f'checkpoint in {out_dir} is untouched: lower learning_rate or check the data')
+            fail(f'loss is {loss} at iter {iter_num}; stopping without saving: {on_disk()}. '
+                 f'Lower learning_rate or check the data')
+        warm = iter_num - start_iter > log_interval  # the first interval includes compilation
+        if warm:
+            step_dt = dt if step_dt is None else 0.9 * step_dt + 0.1 * dt
+        left = max_iters - iter_num
+        evals_left = max_iters // eval_interval - iter_num // eval_interval + (max_iters % eval_interval > 0)
+        eta = f', ETA {duration(left * step_dt + evals_left * eval_dt)}' if step_dt else ''
+        lr = float(lr_factor(iter_num - 1)) * learning_rate
         mfu = flops_per_iter / dt / peak_flops
-        warm = local_iter > log_interval  # the first interval includes compilation
-        log(f'iter {iter_num}: loss {loss:.4f}, lr {get_lr(iter_num - 1):.2e}, '
-            f'time {dt * 1000:.2f}ms, {tokens_per_iter / dt:,.0f} tok/s'
-            + (f', mfu {mfu * 100:.2f}%' if warm else ' (includes compilation)'))
-        if master:
-            write_log({'iter': iter_num, 'loss': loss, 'lr': get_lr(iter_num - 1), 'ms': dt * 1000,
-                       'tokens_per_s': tokens_per_iter / dt, 'mfu': mfu})
+        log(f'iter {iter_num}/{max_iters}: loss {loss:.4f}, lr {lr:.2e}, {dt * 1000:.1f} ms/iter, '
+            f'{tokens_per_iter / dt:,.0f} tok/s' + (f', mfu {mfu * 100:.1f}%{eta}' if warm else ' (includes compilation)'))
+        write_log({'iter': iter_num, 'loss': loss, 'lr': lr, 'ms': dt * 1000, 'tokens_per_s': tokens_per_iter / dt,
+                   'mfu': mfu, 'elapsed': time.time() - fastmalloc.START})
     if interrupted:
-        save_checkpoint()
+        save_checkpoint(None)
         sys.exit(130)
+
+# ----------------------------------------------------------------------------- summary
+if master and not eval_only:
+    total = time.time() - fastmalloc.START
+    tokens = (iter_num - start_iter) * tokens_per_iter
+    log(f'\ndone: {iter_num - start_iter:,} iterations ({tokens / 1e6:,.1f}M tokens) in {duration(total)} '
+        f'({duration(eval_seconds)} of it evaluating)')
+    log(f'best val loss {best_val_loss:.4f}' + (f' at iter {best_iter}' if best_iter is not None else '')
+        + (f'; {on_disk()}' if saved or os.path.exists(ckpt_path) else ''))
+    plot = plot_losses(out_dir)
+    log(f'loss curves: {plot}' if plot else f'loss curves: pip install matplotlib, then python plot.py {out_dir}')
+    log(f'sample from it: python sample.py --out_dir={out_dir}')
