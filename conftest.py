@@ -8,12 +8,14 @@ import functools
 import http.server
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "demos"))  # the demos' modules, for their tests
 SHARED = ROOT.parent / "shared"
 SHAKESPEARE = SHARED / "data" / "tinyshakespeare" / "input.txt"
 

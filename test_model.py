@@ -13,7 +13,7 @@ import pytest
 import model
 from model import GPTConfig
 
-FIXTURE = Path(__file__).parent / 'fixtures'
+FIXTURE = Path(__file__).parent / 'tests' / 'fixtures'
 TINY = GPTConfig(block_size=32, vocab_size=101, n_layer=2, n_head=4, n_embd=64)
 
 fwd = jax.jit(model.forward, static_argnames=('config', 'dtype'))

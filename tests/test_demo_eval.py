@@ -21,7 +21,7 @@ import sample_image
 from model import GPTConfig
 from test_demos import read_png
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
 
 def run(cwd, script, *args, timeout=300):
@@ -107,31 +107,31 @@ def test_accuracy_counts_a_perfect_model_as_perfect(random_adder):
 # ----------------------------------------------------------------------------- eval_addition.py
 
 def test_addition_train_then_eval_end_to_end(tmp_path):
-    ok(run(tmp_path, 'prepare_addition.py'))
+    ok(run(tmp_path, 'demos/prepare_addition.py'))
     ok(run(tmp_path, 'train.py', str(ROOT / 'config' / 'train_addition.py'),
            '--n_layer=1', '--n_head=2', '--n_embd=32', '--batch_size=32', '--max_iters=20',
            '--eval_interval=10', '--eval_iters=2', '--log_interval=10', '--warmup_iters=2',
            '--always_save_checkpoint=True'))
     assert (tmp_path / 'out-addition' / 'ckpt.pkl').is_file()
-    p = ok(run(tmp_path, 'eval_addition.py', '--batch_size=128'))  # 500 = 3 x 128 + 116 padded
+    p = ok(run(tmp_path, 'demos/eval_addition.py', '--batch_size=128'))  # 500 = 3 x 128 + 116 padded
     m = re.search(r'^held-out accuracy: (\d+)/500 = (\d+\.\d\d)%', p.stdout, re.M)
     assert m, p.stdout
     assert float(m.group(2)) == pytest.approx(100 * int(m.group(1)) / 500, abs=0.005)
     if int(m.group(1)) < 500:  # 20 steps of a tiny model: wrong answers are listed
         assert re.search(r'^  wrong: \d+ \+ \d+ = \d+, model said [\d?]+$', p.stdout, re.M)
 
-    p = ok(run(tmp_path, 'eval_addition.py', '--split=train', '--max_examples=300'))
+    p = ok(run(tmp_path, 'demos/eval_addition.py', '--split=train', '--max_examples=300'))
     assert re.search(r'^train accuracy: \d+/300 = ', p.stdout, re.M), p.stdout
 
 
 def test_eval_addition_without_checkpoint_fails_clearly(tmp_path):
-    p = run(tmp_path, 'eval_addition.py', '--out_dir=nowhere')
+    p = run(tmp_path, 'demos/eval_addition.py', '--out_dir=nowhere')
     assert p.returncode == 1
     assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
 
 
 def test_eval_scripts_help():
-    for script in ('eval_addition.py', 'sample_image.py'):
+    for script in ('demos/eval_addition.py', 'demos/sample_image.py'):
         p = ok(run(ROOT, script, '--help', timeout=60))
         assert 'batch_size' in p.stdout and 'out_dir' in p.stdout
 
@@ -172,7 +172,7 @@ def test_sample_image_end_to_end(tmp_path):
            '--warmup_iters=2', '--always_save_checkpoint=True', '--out_dir=out-img'))
 
     # 6 samples in batches of 4 (the second padded), 3 to a row; val loss over 8 images in 3s
-    p = ok(run(tmp_path, 'sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
+    p = ok(run(tmp_path, 'demos/sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
                '--nrow=3', '--eval=True', '--eval_batch_size=3'))
     png = tmp_path / 'out-img' / 'samples.png'
     assert str(Path('out-img') / 'samples.png') in p.stdout
@@ -190,13 +190,13 @@ def test_sample_image_end_to_end(tmp_path):
     assert (grid[:2] == 255).all() and (grid[:, :2] == 255).all()
 
     # the same seed draws the same images
-    ok(run(tmp_path, 'sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
+    ok(run(tmp_path, 'demos/sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
            '--nrow=3', '--out=again.png'))
     np.testing.assert_array_equal(read_png(tmp_path / 'out-img' / 'again.png'), grid)
 
 
 def test_sample_image_without_checkpoint_fails_clearly(tmp_path):
-    p = run(tmp_path, 'sample_image.py', '--out_dir=nowhere')
+    p = run(tmp_path, 'demos/sample_image.py', '--out_dir=nowhere')
     assert p.returncode == 1
     assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
 

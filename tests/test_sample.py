@@ -15,7 +15,7 @@ import common
 import model
 from model import GPTConfig
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 SAMPLE = str(ROOT / 'sample.py')
 CFG = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
 

@@ -22,7 +22,7 @@ import pytest
 import prepare_addition
 import prepare_image
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
 
 def run_script(script, *args, env=None):
@@ -53,7 +53,7 @@ def closed_port_url():
 @pytest.fixture(scope="module")
 def addition2(tmp_path_factory):
     out = tmp_path_factory.mktemp("addition2")
-    r = run_script("prepare_addition.py", f"--out_dir={out}")
+    r = run_script("demos/prepare_addition.py", f"--out_dir={out}")
     assert r.returncode == 0, r.stderr
     return out, r.stdout
 
@@ -106,8 +106,8 @@ def test_addition_every_pair_once_and_held_out_pairs_never_in_train(addition2):
 
 def test_addition_split_is_seeded(addition2, tmp_path):
     out, _ = addition2
-    assert run_script("prepare_addition.py", f"--out_dir={tmp_path / 'same'}").returncode == 0
-    assert run_script("prepare_addition.py", f"--out_dir={tmp_path / 'other'}", "--seed=7").returncode == 0
+    assert run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'same'}").returncode == 0
+    assert run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'other'}", "--seed=7").returncode == 0
     for name in ["train.bin", "val.bin", "meta.pkl"]:
         assert (tmp_path / "same" / name).read_bytes() == (out / name).read_bytes()
     _, _, val = read_dataset(out)
@@ -117,7 +117,7 @@ def test_addition_split_is_seeded(addition2, tmp_path):
 
 
 def test_addition_test_fraction_flag(tmp_path):
-    r = run_script("prepare_addition.py", f"--out_dir={tmp_path}", "--digits=1", "--test_fraction=0.25")
+    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=1", "--test_fraction=0.25")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(tmp_path)
     assert (len(train), len(val)) == (75, 25)
@@ -125,7 +125,7 @@ def test_addition_test_fraction_flag(tmp_path):
 
 
 def test_addition_three_digits_counts(tmp_path):
-    r = run_script("prepare_addition.py", f"--out_dir={tmp_path}", "--digits=3")
+    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=3")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(tmp_path)
     assert meta["example_len"] == 10 and meta["prompt_len"] == 6 and meta["digits"] == 3
@@ -206,7 +206,7 @@ def average_pool_2x2(images):
 def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
     archive, train_images, test_images = cifar
     out = tmp_path / "out"
-    r = run_script("prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
+    r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(out)
     assert meta["vocab_size"] == 9 and meta["start_token"] == 8
@@ -231,7 +231,7 @@ def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
 def test_image_tokens_are_the_nearest_palette_colour(cifar, tmp_path):
     archive, train_images, test_images = cifar
     out = tmp_path / "out"
-    r = run_script("prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=4", "--size=16")
+    r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=4", "--size=16")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(out)
     assert meta["example_len"] == 257 and meta["image_size"] == 16 and meta["vocab_size"] == 5
@@ -248,14 +248,14 @@ def test_image_download_from_server_then_reuse(cifar, http_server, tmp_path):
     archive, _, _ = cifar
     (http_server.root / prepare_image.ARCHIVE).write_bytes(archive.read_bytes())
     out = tmp_path / "out"
-    r = run_script("prepare_image.py", f"--out_dir={out}", "--colors=8",
+    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8",
                    env={prepare_image.BASE_URL_ENV: http_server.url})
     assert r.returncode == 0, r.stderr
     assert (out / prepare_image.ARCHIVE).read_bytes() == archive.read_bytes()
     assert not list(out.glob("*.part"))
     first = (out / "train.bin").read_bytes()
     # the archive is there: no second download, even with the network gone
-    r = run_script("prepare_image.py", f"--out_dir={out}", "--colors=8", f"--base_url={closed_port_url()}")
+    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8", f"--base_url={closed_port_url()}")
     assert r.returncode == 0, r.stderr
     assert "already downloaded" in r.stdout
     assert (out / "train.bin").read_bytes() == first
@@ -263,7 +263,7 @@ def test_image_download_from_server_then_reuse(cifar, http_server, tmp_path):
 
 def test_image_without_network_fails_naming_input(tmp_path):
     out = tmp_path / "out"
-    r = run_script("prepare_image.py", f"--out_dir={out}", f"--base_url={closed_port_url()}")
+    r = run_script("demos/prepare_image.py", f"--out_dir={out}", f"--base_url={closed_port_url()}")
     assert r.returncode == 1
     assert "--input" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() or not list(out.iterdir())  # no .part, no archive, no half dataset
@@ -289,7 +289,7 @@ def test_image_truncated_download_leaves_no_partial_file(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         out = tmp_path / "out"
-        r = run_script("prepare_image.py", f"--out_dir={out}",
+        r = run_script("demos/prepare_image.py", f"--out_dir={out}",
                        f"--base_url=http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
@@ -300,7 +300,7 @@ def test_image_truncated_download_leaves_no_partial_file(tmp_path):
 
 def test_image_missing_input_file(tmp_path):
     missing = tmp_path / "nowhere" / prepare_image.ARCHIVE
-    r = run_script("prepare_image.py", f"--input={missing}", f"--out_dir={tmp_path / 'out'}")
+    r = run_script("demos/prepare_image.py", f"--input={missing}", f"--out_dir={tmp_path / 'out'}")
     assert r.returncode == 1
     assert "--input file not found" in r.stderr and str(missing) in r.stderr
     assert "Traceback" not in r.stderr
@@ -321,7 +321,7 @@ def test_image_refuses_a_pickle_naming_a_foreign_callable(cifar, tmp_path):
     archive = write_cifar_archive(tmp_path / "evil.tar.gz", [train_images[:3]] * 5, test_images,
                                   replace={"data_batch_3": evil})
     out = tmp_path / "out"
-    r = run_script("prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
+    r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
     assert r.returncode == 1
     assert "refusing to load" in r.stderr and "system" in r.stderr and "data_batch_3" in r.stderr
     assert "Traceback" not in r.stderr

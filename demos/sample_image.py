@@ -9,9 +9,11 @@ row (size*size tokens). --out is written inside out_dir unless it is an absolute
 With --eval=True the mean loss over every token of val.bin (every pixel of every test
 image, the first included) is printed first; --num_samples=0 then skips the drawing.
 """
-import math
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
+import math
 import time
 
 import numpy as np

@@ -10,6 +10,8 @@ run in fixed-size batches (the last one padded), so generation compiles once.
 """
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
 import time
 
 import numpy as np

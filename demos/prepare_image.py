@@ -15,11 +15,13 @@ other, meta.pkl, and preview.png (the first training images after quantisation).
 The functions tokens_to_pixels, image_grid and write_png turn sampled tokens back
 into a PNG.
 """
-import argparse
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
+import argparse
 import pickle
 import struct
-import sys
 import tarfile
 import time
 import zlib

@@ -17,7 +17,7 @@ import pytest
 import common
 import configurator
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 TRAIN = str(ROOT / 'train.py')
 TINY = ['--dataset=tiny', '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32',
         '--batch_size=8', '--gradient_accumulation_steps=1', '--learning_rate=3e-3',

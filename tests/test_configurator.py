@@ -8,7 +8,7 @@ import pytest
 
 import configurator
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
 
 def settings(**extra):

@@ -16,8 +16,11 @@ Writes train.bin / val.bin (flat uint16 token ids, example after example) and
 meta.pkl. val.bin holds a seeded held-out set of pairs that never appear in
 train.bin, so accuracy on it measures addition, not memorisation.
 """
-import argparse
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
+import argparse
 import pickle
 
 import numpy as np

@@ -18,7 +18,7 @@ import tiktoken
 
 import prepare_owt
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
 EOT = 50256
 
 
