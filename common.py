@@ -274,6 +274,19 @@ def lock_dir(directory, what='train.py'):
     return f
 
 
+def append_line(fd, line):
+    """Append one line to the file open at fd (O_APPEND), whole or not at all: a write cut short
+    (a full disk) is undone, so the next line never glues onto half of this one."""
+    data = line.encode() if isinstance(line, str) else line
+    end = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(28, os.strerror(28))  # ENOSPC: no room for the rest
+    except OSError:
+        os.ftruncate(fd, end)
+        raise
+
+
 def drop_partial_last_line(fd):
     """Cut a line that a crash left half-written off the end of a text file open at fd."""
     size = os.lseek(fd, 0, os.SEEK_END)

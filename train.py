@@ -147,6 +147,42 @@ def to_host(tree):  # replicated arrays: this process's own copy (works on one h
     return jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), tree)
 
 
+# ----------------------------------------------------------------------------- the run
+# One run at a time in an out_dir: process 0 holds a lock on it until it ends, however it ends.
+ckpt_path = os.path.join(common.find(out_dir), 'ckpt.pkl')
+out_dir, ckpt = os.path.dirname(ckpt_path), None
+if master:
+    try:
+        lock = common.lock_dir(out_dir)
+        common.remove_stale_temporaries(out_dir)  # what saves killed half-way left
+        log_fd = os.open(os.path.join(out_dir, 'log.jsonl'), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        common.drop_partial_last_line(log_fd)
+    except common.UserError as e:
+        fail(e)
+    except OSError as e:
+        fail(f'cannot write to out_dir {out_dir} ({e.strerror})')
+if init_from == 'scratch' and os.path.exists(ckpt_path) and not overwrite and not eval_only:
+    fail(f'{ckpt_path} already holds a checkpoint: continue it with --init_from=resume, give this run '
+         f'another --out_dir, or replace it on purpose with --overwrite=True')
+if init_from == 'resume':  # the model is the checkpoint's: settings given for this run must agree with it
+    try:
+        ckpt = common.load_run(out_dir)
+        missing = {'opt_state', 'iter_num', 'best_val_loss', 'data_rng_state'} - set(ckpt)
+        if missing:
+            raise common.UserError(f'{ckpt_path} is not a checkpoint written by train.py (no {", ".join(sorted(missing))})')
+    except common.UserError as e:
+        fail(e)
+    for key in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias'):
+        saved = ckpt['model_args'][key]
+        if key in configurator.overridden(globals()) and config[key] != saved:
+            fail(f'{key} is {config[key]!r} for this run but {saved!r} in {ckpt_path}: a run resumes with its '
+                 f'own model; drop --{key}, or train a new model in another out_dir')
+        config[key] = saved
+    n_layer, n_head, n_embd, block_size, bias = (config[k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias'))
+    if ckpt['config'].get('optimizer', 'adamw') != optimizer:
+        fail(f'{ckpt_path} was trained with optimizer={ckpt["config"].get("optimizer", "adamw")!r}: resume with '
+             f'the same optimizer')
+
 # ----------------------------------------------------------------------------- data
 data_dir = common.find(os.path.join('data', dataset))
 try:
@@ -201,38 +237,22 @@ def to_devices(x, y):
 
 
 # ----------------------------------------------------------------------------- model
-iter_num, best_val_loss = 0, 1e9
+iter_num, best_val_loss, data_rng_state = 0, 1e9, None
 gpt2_vocab = meta.get('tokenizer') == 'gpt2' or 'vocab_size' not in meta  # no meta.pkl: GPT-2 BPE
 vocab_size = 50304 if gpt2_vocab else meta['vocab_size']  # GPT-2's 50257 padded up to a multiple of 64
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
                   vocab_size=vocab_size, dropout=dropout)
-model_keys = ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias')
-ckpt_path = os.path.join(common.find(out_dir), 'ckpt.pkl')
-out_dir = os.path.dirname(ckpt_path)
-ckpt, data_rng_state = None, None
 try:
     if init_from == 'scratch':
-        if os.path.exists(ckpt_path) and not overwrite and not eval_only:
-            fail(f'{ckpt_path} already holds a checkpoint: continue it with --init_from=resume, give this run '
-                 f'another --out_dir, or replace it on purpose with --overwrite=True')
         gptconf = GPTConfig(**model_args)
         log(f'initializing a new model from scratch (vocab_size {vocab_size})')
         params = model.init_params(gptconf, jax.random.key(seed))
     elif init_from == 'resume':
         log(f'resuming training from {ckpt_path}')
-        ckpt = common.load_run(out_dir)
-        saved = ckpt['model_args']
-        for key in model_keys:  # settings given for this run must agree with the checkpoint's model
-            if key in configurator.overridden(globals()) and config[key] != saved[key]:
-                fail(f'{key} is {config[key]!r} for this run but {saved[key]!r} in {ckpt_path}: a run resumes '
-                     f'with its own model; drop --{key}, or train a new model in another out_dir')
-        if saved['vocab_size'] != vocab_size:
-            fail(f'{ckpt_path} has a vocabulary of {saved["vocab_size"]} tokens but {data_dir} one of '
+        if ckpt['model_args']['vocab_size'] != vocab_size:
+            fail(f'{ckpt_path} has a vocabulary of {ckpt["model_args"]["vocab_size"]} tokens but {data_dir} one of '
                  f'{vocab_size}: resume on the dataset it was trained on (--dataset={ckpt["config"].get("dataset")})')
-        if ckpt['config'].get('optimizer', 'adamw') != optimizer:
-            fail(f'{ckpt_path} was trained with optimizer={ckpt["config"].get("optimizer", "adamw")!r}: resume with '
-                 f'the same optimizer')
-        gptconf = GPTConfig(**{**saved, 'dropout': dropout})  # only dropout may change
+        gptconf = GPTConfig(**{**ckpt['model_args'], 'dropout': dropout})  # only dropout may change
         params, data_rng_state = ckpt['params'], ckpt['data_rng_state']
         iter_num, best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
     elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
@@ -272,7 +292,7 @@ def lr_factor(it):
     if cooldown_iters:
         decay = 1 - (1 - floor) * xp.clip((it - (lr_decay_iters - cooldown_iters)) / cooldown_iters, 0.0, 1.0)
     else:
-        ratio = xp.clip((it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1), 0.0, 1.0)
+        ratio = xp.where(it >= lr_decay_iters, 1.0, xp.clip((it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1), 0, 1))
         decay = floor + 0.5 * (1.0 + xp.cos(np.pi * ratio)) * (1 - floor)
     return xp.where(it < warmup_iters, warm, decay)
 
@@ -428,13 +448,9 @@ def write_log(record):
     """One JSON line in log.jsonl, written whole or not at all (a full disk leaves no half line)."""
     if not master:
         return
-    line = (json.dumps(record) + '\n').encode()
-    end = os.lseek(log_fd, 0, os.SEEK_END)
     try:
-        if os.write(log_fd, line) != len(line):
-            raise OSError(28, 'No space left on device')
+        common.append_line(log_fd, json.dumps(record) + '\n')
     except OSError as e:
-        os.ftruncate(log_fd, end)
         fail(f'could not write {out_dir}/log.jsonl ({e.strerror}); {on_disk()}')
     if wandb_log:
         wandb.log(record)
@@ -462,17 +478,6 @@ def on_sigint(signum, frame):
 signal.signal(signal.SIGINT, on_sigint)
 
 # ----------------------------------------------------------------------------- the loop
-if master:
-    try:
-        lock = common.lock_dir(out_dir)  # held until the process ends
-        common.remove_stale_temporaries(out_dir)
-        log_path = os.path.join(out_dir, 'log.jsonl')
-        log_fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        common.drop_partial_last_line(log_fd)
-    except common.UserError as e:
-        fail(e)
-    except OSError as e:
-        fail(f'cannot write to out_dir {out_dir} ({e.strerror})')
 if wandb_log and master:
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
