@@ -5,7 +5,7 @@ back to the OS and page-faults them in again each step, which makes a step up to
 allocator that keeps freed memory avoids that (the usual CPU advice for PyTorch too). In order:
 the system's tcmalloc (`apt install libtcmalloc-minimal4`), else mimalloc from the pip wheel
 cmeel-mimalloc (in requirements.txt, for Linux on x86-64 and ARM), each set to keep freed memory.
-GPT_NO_FAST_MALLOC=1 keeps glibc's malloc. Importing this module restarts the process (same
+GPT_MALLOC=tcmalloc, mimalloc or glibc picks one. Importing this module restarts the process (same
 arguments, same process id) at most once; ALLOCATOR then says which allocator is in use.
 """
 import os
@@ -13,6 +13,8 @@ import sys
 import sysconfig
 import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT_FOLDERS = (HERE, os.path.join(HERE, 'demos'), os.path.join(HERE, 'tests'))
 # when the command started, carried across the restart (time-to-loss counts from here)
 START = float(os.environ.get('GPT_START_TIME') or time.time())
 TCMALLOC = ('/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4', '/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4',
@@ -24,24 +26,25 @@ SETTINGS = {  # keep freed memory: that is the point (measured: tcmalloc's defau
 }
 
 
-def _choose():
-    tcmalloc = next((p for p in TCMALLOC if os.path.exists(p)), None)
-    if tcmalloc:
-        return 'tcmalloc', tcmalloc
-    if os.path.exists(MIMALLOC):
-        return 'mimalloc', MIMALLOC
-    return None, None
+def _choose(wanted):
+    found = {'tcmalloc': next((p for p in TCMALLOC if os.path.exists(p)), None),
+             'mimalloc': MIMALLOC if os.path.exists(MIMALLOC) else None}
+    name = wanted or next((name for name, lib in found.items() if lib), None)
+    return name, found.get(name)
 
 
 def _restart():
     preload = os.environ.get('LD_PRELOAD', '')
     if 'malloc' in preload:  # already restarted, or the user preloads an allocator of their own
         return next((name for name in SETTINGS if name in preload), 'preloaded: ' + preload)
-    if os.environ.get('GPT_NO_FAST_MALLOC') or not sys.platform.startswith('linux') or not sys.argv[0].endswith('.py'):
+    wanted = os.environ.get('GPT_MALLOC', '')
+    folder = os.path.dirname(os.path.abspath(sys.argv[0]))
+    if wanted == 'glibc' or not sys.platform.startswith('linux') or folder not in SCRIPT_FOLDERS:
+        # only this project's scripts restart: not a test runner or a notebook that imports a module
         return "glibc's malloc"
-    name, lib = _choose()
+    name, lib = _choose(wanted)
     if lib is None:
-        return "glibc's malloc (no faster allocator installed)"
+        return f"glibc's malloc ({wanted or 'no faster allocator'} not installed)"
     env = dict(os.environ, LD_PRELOAD=f'{lib} {preload}'.strip(), GPT_START_TIME=repr(START), **SETTINGS[name])
     sys.stdout.flush()
     sys.stderr.flush()
