@@ -262,9 +262,12 @@ def lock_dir(directory, what='train.py'):
     """Take an exclusive lock on directory (a lock file, released by the OS when the process
     dies, however it dies) and return it; keep it referenced while the work goes on. A second
     run on the same directory stops at once with a clear message."""
-    import fcntl  # POSIX only, as is JAX's multi-process training
     os.makedirs(directory, exist_ok=True)
     f = open(os.path.join(directory, '.lock'), 'w')
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (native Windows): no lock
+        return f
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
