@@ -4,8 +4,10 @@ paths that work from any directory, and a lock on an output directory.
 model.py keeps its own small download, so that it can be copied alone.
 """
 import contextlib
+import glob
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 
@@ -94,6 +96,47 @@ def remove_stale_temporaries(directory):
         if name.startswith('.') and name.endswith('.tmp'):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(directory, name))
+
+
+@contextlib.contextmanager
+def atomic_folder(path, replace=False):
+    """atomic_write for a folder: yields a hidden temporary folder beside `path` to fill; when the
+    block ends without an error its files are flushed to disk and it is renamed to `path`, else
+    removed. `path` may exist as an empty folder; replace=True swaps out a non-empty one as a whole
+    (moved aside, the new folder renamed in, the old one deleted). A crash leaves the old folder or
+    the new one, never a part of one; at worst a hidden `.NAME.*.tmp` beside it (between the two
+    renames: the old folder), which the next call for the same path removes."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    for stale in glob.glob(os.path.join(glob.escape(parent), glob.escape(f'.{name}.') + '*.tmp')):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix='.tmp')
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # a folder's usual permissions, not mkdtemp's private ones
+    try:
+        yield tmp
+        for directory, _, files in os.walk(tmp):
+            for f in files:
+                fd = os.open(os.path.join(directory, f), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fsync_dir(directory)
+        if replace and os.path.isdir(path) and os.listdir(path):
+            old = tmp.removesuffix('.tmp') + '.old.tmp'
+            os.rename(path, old)
+            os.rename(tmp, path)
+            _fsync_dir(parent)
+            shutil.rmtree(old, ignore_errors=True)  # else the next call removes it
+        else:
+            os.rename(tmp, path)  # also over an empty folder; a non-empty one makes it fail
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
 
 
 INCOMPLETE = '.incomplete'  # present in a dataset folder while its files are being replaced

@@ -1,0 +1,317 @@
+"""export.py: a checkpoint in transformers' GPT-2 format, loaded back by model.from_pretrained
+(and, where torch and transformers are installed, by transformers itself)."""
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import common
+import model
+from model import GPTConfig
+
+ROOT = Path(__file__).resolve().parent.parent  # the project folder
+EXPORT = str(ROOT / 'export.py')
+FIXTURE = ROOT / 'tests' / 'fixtures' / 'gpt2-tiny'  # written by transformers (make_gpt2_fixture.py)
+CFG = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
+CHARS = {'vocab_size': 37, 'stoi': {chr(ord('A') + i): i for i in range(37)},
+         'itos': {i: chr(ord('A') + i) for i in range(37)}}
+
+
+def random_params(config, seed=0):
+    # random values in every tensor (not init's zero biases and unit gains), so that a tensor
+    # written under the wrong name or in the wrong layout changes the logits
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+    return jax.tree_util.tree_map(lambda s: (0.1 * rng.standard_normal(s.shape)).astype(np.float32), shapes)
+
+
+def save_run(out_dir, config, params=None, **extra):
+    """A checkpoint as train.py writes it (the parts export.py reads) -> its params."""
+    params = random_params(config) if params is None else params
+    common.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config), 'iter_num': 7,
+                                              'config': {'dataset': 'test'}, **extra})
+    return params
+
+
+def export(cwd, *args):
+    return subprocess.run([sys.executable, EXPORT, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def safetensors_header(path):  # the JSON header of a .safetensors file: names, dtypes, shapes, offsets
+    with open(path, 'rb') as f:
+        n = struct.unpack('<Q', f.read(8))[0]
+        return json.loads(f.read(n))
+
+
+def assert_same_params(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def logits(params, config):  # of token ids that every vocabulary here has
+    idx = jax.random.randint(jax.random.key(0), (2, config.block_size), 0, CFG.vocab_size)
+    return np.asarray(model.forward(jax.tree_util.tree_map(jnp.asarray, params), idx, config))
+
+
+@pytest.fixture(scope='module')
+def gpt2_encoding():
+    try:
+        return common.gpt2_encoding()
+    except common.UserError:
+        pytest.skip("GPT-2's BPE files are not at hand: set TIKTOKEN_CACHE_DIR to a folder that holds them")
+
+
+# ----------------------------------------------------------------------------- round trips
+
+def test_export_loads_back_to_identical_parameters_and_logits(tmp_path):
+    params = save_run(tmp_path / 'out', CFG, tokenizer=CHARS)
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    assert "load it: transformers.GPT2LMHeadModel.from_pretrained('hf')" in p.stdout
+    assert sorted(os.listdir(tmp_path / 'hf')) == ['chars.json', 'config.json', 'model.safetensors']
+    assert sorted(os.listdir(tmp_path)) == ['hf', 'out']  # no temporary folder left beside it
+    loaded, config = model.from_pretrained(str(tmp_path / 'hf'))
+    assert config == CFG
+    assert_same_params(loaded, params)
+    np.testing.assert_array_equal(logits(loaded, config), logits(params, CFG))
+    assert json.loads((tmp_path / 'hf' / 'chars.json').read_text()) == CHARS['stoi']
+
+
+def test_export_of_transformers_weights_is_transformers_file_byte_for_byte(tmp_path):
+    # the tiny fixture, read into a checkpoint and exported again: the same tensors under the same
+    # names, shapes, dtypes and offsets, and config.json has transformers' fields and values
+    params, config = model.from_pretrained(str(FIXTURE))
+    save_run(tmp_path / 'out', config, jax.tree_util.tree_map(np.asarray, params))
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    ours, theirs = tmp_path / 'hf' / 'model.safetensors', FIXTURE / 'model.safetensors'
+    assert safetensors_header(ours) == safetensors_header(theirs)
+    assert ours.read_bytes() == theirs.read_bytes()
+    written = json.loads((tmp_path / 'hf' / 'config.json').read_text())
+    reference = json.loads((FIXTURE / 'config.json').read_text())
+    del reference['transformers_version']  # written by transformers about itself
+    # a model without a recorded vocabulary has no end-of-text token (GPT2Config's default is GPT-2's)
+    assert written == {**reference, 'bos_token_id': None, 'eos_token_id': None}
+
+
+def test_random_model_has_transformers_tensor_names_and_shapes(tmp_path):
+    # a new model of the fixture's shape: the same tensors in the header as transformers writes
+    config = GPTConfig(block_size=32, vocab_size=101, n_layer=2, n_head=4, n_embd=64)
+    save_run(tmp_path / 'out', config)
+    assert export(tmp_path, '--out_dir=out', '--to=hf').returncode == 0
+    layout = lambda header: {k: (v['dtype'], v['shape']) for k, v in header.items() if k != '__metadata__'}
+    ours = safetensors_header(tmp_path / 'hf' / 'model.safetensors')
+    theirs = safetensors_header(FIXTURE / 'model.safetensors')
+    assert layout(ours) == layout(theirs) and ours['__metadata__'] == theirs['__metadata__'] == {'format': 'pt'}
+
+
+def test_bias_false_model_gets_zero_biases_and_the_same_logits(tmp_path):
+    config = replace(CFG, bias=False)
+    params = save_run(tmp_path / 'out', config, tokenizer=CHARS)
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    assert 'no biases (bias=False)' in p.stdout and 'written as zeros' in p.stdout
+    header = safetensors_header(tmp_path / 'hf' / 'model.safetensors')
+    assert 'transformer.h.1.mlp.c_fc.bias' in header and 'transformer.ln_f.bias' in header
+    loaded, loaded_config = model.from_pretrained(str(tmp_path / 'hf'))
+    assert loaded_config == replace(config, bias=True)
+    flat = lambda tree: {jax.tree_util.keystr(path): a for path, a in jax.tree_util.tree_leaves_with_path(tree)}
+    theirs, ours = flat(loaded), flat(params)
+    assert len(set(theirs) - set(ours)) == 7  # 4 Linears, 3 LayerNorms
+    for name in set(theirs) - set(ours):
+        assert name.endswith("['bias']") and not np.any(theirs[name])
+    for name in ours:
+        np.testing.assert_array_equal(theirs[name], ours[name])
+    np.testing.assert_array_equal(logits(loaded, loaded_config), logits(params, config))
+
+
+def test_gpt2_bpe_model_is_cut_to_50257_tokens_with_gpt2_tokenizer_files(tmp_path, gpt2_encoding):
+    config = GPTConfig(block_size=16, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
+    params = save_run(tmp_path / 'out', config, tokenizer={'tokenizer': 'gpt2'})
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    assert 'cut from 50,304 rows' in p.stdout
+    hf = tmp_path / 'hf'
+    loaded, loaded_config = model.from_pretrained(str(hf))
+    assert loaded_config == replace(config, vocab_size=50257)
+    assert_same_params(loaded, {**params, 'wte': params['wte'][:50257]})
+    np.testing.assert_array_equal(logits(loaded, loaded_config), logits(params, config)[..., :50257])
+    hf_config = json.loads((hf / 'config.json').read_text())
+    assert hf_config['bos_token_id'] == hf_config['eos_token_id'] == gpt2_encoding.eot_token == 50256
+    # vocab.json and merges.txt write token bytes in GPT-2's printable characters
+    chars = {c: b for b, c in byte_to_unicode().items()}
+    as_bytes = lambda text: bytes(chars[c] for c in text)
+    vocab = json.loads((hf / 'vocab.json').read_text(encoding='utf-8'))
+    assert vocab['!'] == 0 and vocab['\u0120the'] == 262 and vocab['<|endoftext|>'] == 50256  # 'Ġthe': ' the'
+    assert {as_bytes(t): i for t, i in vocab.items()} == \
+        {gpt2_encoding.decode_single_token_bytes(i): i for i in range(50257)}
+    lines = (hf / 'merges.txt').read_text(encoding='utf-8').split('\n')
+    assert lines[0] == '#version: 0.2' and lines[-1] == '' and len(lines) == 50002
+    for rank, line in enumerate(lines[1:-1], start=256):  # merge k makes token 256 + k
+        a, b = line.split(' ')
+        assert gpt2_encoding.decode_single_token_bytes(rank) == as_bytes(a) + as_bytes(b)
+    tokenizer_config = json.loads((hf / 'tokenizer_config.json').read_text())
+    assert tokenizer_config['eos_token'] == '<|endoftext|>' and tokenizer_config['model_max_length'] == 16
+
+
+def byte_to_unicode():
+    # GPT-2's map, by its definition: printable Latin-1 bytes other than the space stand for
+    # themselves, the other 68 bytes, in order, for chr(256), chr(257), ...
+    printable = [b for b in range(256) if chr(b).isprintable() and b not in (0x20, 0xa0, 0xad)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
+
+
+def test_own_bpe_vocabulary_is_written_as_tiktoken_json(tmp_path):
+    import base64
+    import tiktoken
+    ranks = {bytes([b]): b for b in range(256)} | {b'ab': 256, b'abc': 257}
+    parts = {'pat_str': r"\S+|\s+", 'mergeable_ranks': ranks, 'special_tokens': {'<|endoftext|>': 258}}
+    config = replace(CFG, vocab_size=259)
+    save_run(tmp_path / 'out', config, tokenizer={'vocab_size': 259, 'tokenizer': parts})
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    assert "tiktoken.json: the dataset's own BPE of 259 tokens" in p.stdout
+    own = json.loads((tmp_path / 'hf' / 'tiktoken.json').read_text())
+    enc = tiktoken.Encoding('own', pat_str=own['pat_str'], special_tokens=own['special_tokens'],
+                            mergeable_ranks={base64.b64decode(t): r for t, r in own['mergeable_ranks'].items()})
+    assert enc.encode('abc ab<|endoftext|>', allowed_special='all') == [257, 32, 256, 258]
+    assert json.loads((tmp_path / 'hf' / 'config.json').read_text())['vocab_size'] == 259
+
+
+# ----------------------------------------------------------------------------- bad inputs and atomic writes
+
+def assert_error(p, message):
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stderr.startswith('error: ') and p.stderr.count('\n') == 1 and message in p.stderr, p.stderr
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    save_run(tmp_path / 'out', CFG, tokenizer=CHARS)
+    assert_error(export(tmp_path, '--out_dir=out'), 'give the folder to write: --to=DIR')
+    assert_error(export(tmp_path, '--out_dir=nowhere', '--to=hf'), 'no checkpoint at nowhere/ckpt.pkl')
+    (tmp_path / 'foreign').mkdir()
+    with open(tmp_path / 'foreign' / 'ckpt.pkl', 'wb') as f:
+        pickle.dump({'something': 'else'}, f)
+    assert_error(export(tmp_path, '--out_dir=foreign', '--to=hf'), 'not a checkpoint written by train.py')
+    params = random_params(CFG)
+    params['h']['attn']['c_attn']['weight'] = params['h']['attn']['c_attn']['weight'][:, :, :8]
+    save_run(tmp_path / 'broken', CFG, params)
+    assert_error(export(tmp_path, '--out_dir=broken', '--to=hf'),
+                 'h.attn.c_attn.weight is float32 (2, 32, 8), expected float32 (2, 32, 96)')
+    # models that transformers' GPT-2 cannot express: a setting it has no field for, an untied head
+    common.save_pickle(tmp_path / 'rotary' / 'ckpt.pkl', {'params': random_params(CFG), 'config': {},
+                                                          'model_args': {**asdict(CFG), 'rotary': True}})
+    assert_error(export(tmp_path, '--out_dir=rotary', '--to=hf'), "cannot express the model's rotary=True")
+    save_run(tmp_path / 'untied', CFG, {**random_params(CFG), 'lm_head': np.zeros((37, 32), np.float32)})
+    assert_error(export(tmp_path, '--out_dir=untied', '--to=hf'), 'has no place for the model\'s tensors lm_head')
+    (tmp_path / 'file').write_text('x')
+    assert_error(export(tmp_path, '--out_dir=out', '--to=file'), 'file is a file, not a folder')
+    assert not (tmp_path / 'hf').exists()
+    p = export(tmp_path, '--out_dir=out', '--to=out', '--force=True')  # would delete the checkpoint
+    assert_error(p, 'out holds the checkpoint to export: --force=True would delete it')
+    assert_error(export(tmp_path / 'out', '--out_dir=.', '--to=..', '--force=True'), 'holds the checkpoint')
+    assert 'Traceback' not in p.stderr
+
+
+def test_non_empty_folder_needs_force_and_is_then_replaced_whole(tmp_path):
+    save_run(tmp_path / 'out', CFG, tokenizer=CHARS)
+    (tmp_path / 'hf').mkdir()
+    assert export(tmp_path, '--out_dir=out', '--to=hf').returncode == 0  # an empty folder is fine
+    (tmp_path / 'hf' / 'vocab.json').write_text('{}')  # as if from an older GPT-2 BPE export
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert_error(p, 'hf is not empty: choose another --to, or replace that folder as a whole with --force=True')
+    assert (tmp_path / 'hf' / 'vocab.json').exists()
+    p = export(tmp_path, '--out_dir=out', '--to=hf', '--force=True')
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(tmp_path / 'hf')) == ['chars.json', 'config.json', 'model.safetensors']
+    assert sorted(os.listdir(tmp_path)) == ['hf', 'out']
+
+
+KILLED_WRITER = '''
+import os, signal, sys, common
+with common.atomic_folder(sys.argv[1], replace=True) as tmp:
+    open(os.path.join(tmp, 'config.json'), 'w').write('new')
+    os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of writing the folder
+'''
+
+
+def test_a_killed_export_leaves_the_old_folder_or_none(tmp_path):
+    dest = tmp_path / 'hf'
+    for before in (None, 'old'):
+        if before:
+            dest.mkdir()
+            (dest / 'config.json').write_text(before)
+        p = subprocess.run([sys.executable, '-c', KILLED_WRITER, str(dest)], cwd=ROOT)
+        assert p.returncode == -signal.SIGKILL
+        assert (dest / 'config.json').read_text() == before if before else not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.hf.')]  # the killed writer's
+    with common.atomic_folder(dest, replace=True) as tmp:  # the next write removes what it left
+        (Path(tmp) / 'config.json').write_text('new')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['hf'] and (dest / 'config.json').read_text() == 'new'
+    with pytest.raises(ZeroDivisionError):  # an error in the middle: nothing written, nothing left
+        with common.atomic_folder(tmp_path / 'other') as tmp:
+            (Path(tmp) / 'config.json').write_text('x')
+            1 / 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['hf']
+
+
+# ----------------------------------------------------------------------------- transformers itself
+
+def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
+    torch = pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    text = 'ROMEO: hello, world.\nJULIET: goodbye.\n' * 300
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    d = tmp_path / 'data' / 'chars'
+    d.mkdir(parents=True)
+    ids = np.array([stoi[c] for c in text], np.uint16)
+    ids[:9000].tofile(d / 'train.bin')
+    ids[9000:].tofile(d / 'val.bin')
+    with open(d / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi}, f)
+    p = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--dataset=chars', '--out_dir=out', '--n_layer=2',
+                        '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
+                        '--gradient_accumulation_steps=1', '--max_iters=20', '--eval_interval=20', '--eval_iters=2',
+                        '--learning_rate=1e-2', '--warmup_iters=0', '--dtype=float32', '--log_interval=10'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    hf, info = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / 'hf'), output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched tensors
+    ckpt = common.load_run(tmp_path / 'out')
+    config = GPTConfig(**ckpt['model_args'])
+    idx = np.array([[stoi[c] for c in 'ROMEO: hello, world.\nJULIET: go']])
+    with torch.no_grad():
+        theirs = hf.eval()(torch.tensor(idx)).logits.numpy()
+    ours = model.forward(jax.tree_util.tree_map(jnp.asarray, ckpt['params']), jnp.asarray(idx), config)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_transformers_gpt2_tokenizer_encodes_as_tiktoken(tmp_path, gpt2_encoding):
+    pytest.importorskip('torch')
+    transformers = pytest.importorskip('transformers')
+    config = GPTConfig(block_size=64, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
+    save_run(tmp_path / 'out', config, tokenizer={'tokenizer': 'gpt2'})
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    text = ("Hello world! It's 2024: naïve café, 日本語 and emoji 🎉.\n\n  Indented\tTabs<|endoftext|>"
+            "The end   ")
+    expected = gpt2_encoding.encode(text, allowed_special='all')
+    for cls in (transformers.GPT2TokenizerFast, transformers.GPT2Tokenizer):
+        tokenizer = cls.from_pretrained(str(tmp_path / 'hf'))
+        assert tokenizer(text)['input_ids'] == expected, cls.__name__
+        assert tokenizer.decode(expected) == text and tokenizer.eos_token_id == 50256
