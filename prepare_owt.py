@@ -501,28 +501,29 @@ def run(args):
     """Download (unless --input), train the BPE (--vocab_size), tokenize, write; returns the
     counts and the seconds the tokenizing and writing took."""
     val_fraction = check_args(args)
-    if args.vocab_size is None:
-        tokenizer = "gpt2"
-        load_encoding(tokenizer)  # fail early, before any download, if GPT-2's BPE files are unavailable
-
     if args.input:
         check_inputs(args.input)
         files = lambda: input_files(args.input)  # lazily, anew for each pass over the corpus
     else:
         shards = parse_shards(args.shards)
         download_dir = args.download_dir or os.path.join(args.out_dir, "downloads")
-        paths = [os.path.join(download_dir, f"urlsf_subset{i:02d}.tar") for i in shards]
-        for i, path in zip(shards, paths):
-            fetch(shard_url(args.base_url, i), path)
-        files = lambda: paths
-
-    stats = collections.Counter()
-    sample_chars = int(args.bpe_sample_chars or BPE_SAMPLE_CHARS)
+        shard_paths = [os.path.join(download_dir, f"urlsf_subset{i:02d}.tar") for i in shards]
+        files = lambda: shard_paths
     if args.split == "tail":
         paths = list(itertools.islice(files(), 2))
         if len(paths) != 1 or paths[0].endswith((".jsonl", ".tar", ".xz")):
             raise UserError("--split=tail splits one text file; pass exactly one --input=FILE, "
                             "or use --split=doc for a corpus of many documents")
+    if args.vocab_size is None:
+        tokenizer = "gpt2"
+        load_encoding(tokenizer)  # fail early, before any download, if GPT-2's BPE files are unavailable
+    if not args.input:
+        for i, path in zip(shards, shard_paths):
+            fetch(shard_url(args.base_url, i), path)
+
+    stats = collections.Counter()
+    sample_chars = int(args.bpe_sample_chars or BPE_SAMPLE_CHARS)
+    if args.split == "tail":
         text, n = read_tail_split(paths[0], val_fraction, stats)
         if args.vocab_size:
             tokenizer = learn_bpe([text[:n]], args.vocab_size, sample_chars, stats)
