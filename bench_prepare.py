@@ -110,7 +110,7 @@ def main():
         corpus = os.path.join(tmp, "corpus")
         n_docs, size = build_corpus(text, args.mb, corpus, args.seed)
         print(f"corpus: {n_docs:,} documents, {size / 1e6:.1f} MB in {corpus}")
-        enc = prepare_owt.load_tokenizer()
+        enc = prepare_owt.load_encoding("gpt2")
         files = list(prepare_owt.input_files([corpus]))
         argv = ["--input", corpus, "--out_dir", os.path.join(tmp, "out"), "--num_proc", str(args.num_proc)]
 

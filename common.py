@@ -143,21 +143,28 @@ INCOMPLETE = '.incomplete'  # present in a dataset folder while its files are be
 
 
 def write_dataset(out_dir, files, meta):
-    """Write a dataset's files ({name: a function writing the file to an open binary file})
-    and meta.pkl so that the folder holds all of the new set or all of the old one: each file
-    goes to a temporary name first, then a marker file is made, the files are renamed into place,
-    and the marker is removed. A kill in between leaves the marker, which check_dataset refuses.
-    meta.pkl records each file's size, so a file replaced or cut short later is noticed too."""
+    """Write a dataset's files and meta.pkl so that the folder holds all of the new set or all of
+    the old one. `files` maps a name to a function writing that file to an open binary file, or a
+    tuple of names to one function filling those files together in one pass (it gets one open
+    file per name, readable too). Each file goes to a temporary name first, then a marker file is
+    made, the files are renamed into place, and the marker is removed. A kill in between leaves
+    the marker, which check_dataset refuses. meta.pkl records each file's size, so a file
+    replaced or cut short later is noticed too."""
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temporaries(out_dir)
     temps = {}
     try:
-        for name, write in files.items():
-            fd, temps[name] = tempfile.mkstemp(dir=out_dir, prefix=f'.{name}', suffix='.tmp')
-            with os.fdopen(fd, 'wb') as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
+        for names, write in files.items():
+            names = (names,) if isinstance(names, str) else names
+            with contextlib.ExitStack() as stack:
+                opened = []
+                for name in names:
+                    fd, temps[name] = tempfile.mkstemp(dir=out_dir, prefix=f'.{name}', suffix='.tmp')
+                    opened.append(stack.enter_context(os.fdopen(fd, 'w+b')))
+                write(*opened)
+                for f in opened:
+                    f.flush()
+                    os.fsync(f.fileno())
         meta = {**meta, 'files': {name: os.path.getsize(tmp) for name, tmp in temps.items()}}
         with open(os.path.join(out_dir, INCOMPLETE), 'w') as f:
             f.write('the files of this dataset are being replaced; if this stays, prepare it again\n')
@@ -357,12 +364,18 @@ def token_byte_lengths(meta):
         return lengths
     if meta.get('tokenizer') == 'gpt2' or 'vocab_size' not in meta:  # GPT-2 BPE
         try:
-            enc = gpt2_encoding()
+            return encoding_byte_lengths(gpt2_encoding()).astype(np.int64)
         except UserError:
             return None
-        return np.array([0 if i == enc.eot_token else len(enc.decode_single_token_bytes(i))
-                         for i in range(enc.n_vocab)], np.int64)
     return None
+
+
+def encoding_byte_lengths(enc):
+    """UTF-8 bytes of each token id of a tiktoken.Encoding, as int32; special tokens count 0
+    (they stand for no text)."""
+    specials = {enc.encode_single_token(s) for s in enc.special_tokens_set}
+    return np.array([0 if i in specials else len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)],
+                    np.int32)
 
 
 def gpt2_encoding():
@@ -374,6 +387,22 @@ def gpt2_encoding():
     except requests.RequestException as e:
         raise UserError(f'could not download the GPT-2 BPE files tiktoken needs on first use ({type(e).__name__}); '
                         f'check the network, or set TIKTOKEN_CACHE_DIR to a folder that holds them') from None
+
+
+def bpe_encoding(parts, where):
+    """The tiktoken.Encoding of a meta.pkl's 'tokenizer': 'gpt2' for GPT-2's BPE, else a BPE of
+    the dataset's own as the parts tiktoken.Encoding takes (pat_str, mergeable_ranks {bytes: id},
+    special_tokens {str: id}). `where` names the file it came from, for the error message."""
+    if parts == 'gpt2':
+        return gpt2_encoding()
+    import tiktoken
+    try:
+        return tiktoken.Encoding(name=os.path.basename(os.path.dirname(os.path.abspath(where))),
+                                 pat_str=parts['pat_str'], mergeable_ranks=parts['mergeable_ranks'],
+                                 special_tokens=parts['special_tokens'])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f'{where} holds a tokenizer tiktoken cannot read ({type(e).__name__}: {e}): '
+                        f'rerun the dataset\'s prepare script') from None
 
 
 def tokenizer(meta, where):
@@ -394,18 +423,7 @@ def tokenizer(meta, where):
         return encode, lambda ids: ''.join(itos[int(i)] for i in ids).encode('utf-8'), \
             f'character vocabulary of {len(stoi)} from {where}'
     parts = meta.get('tokenizer', 'gpt2') if 'vocab_size' in meta else 'gpt2'
-    if parts == 'gpt2':
-        enc = gpt2_encoding()
-        what = "GPT-2's BPE"
-    else:
-        import tiktoken
-        try:
-            enc = tiktoken.Encoding(name=os.path.basename(os.path.dirname(os.path.abspath(where))),
-                                    pat_str=parts['pat_str'], mergeable_ranks=parts['mergeable_ranks'],
-                                    special_tokens=parts['special_tokens'])
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f'{where} holds a tokenizer tiktoken cannot read ({type(e).__name__}: {e}): '
-                            f'rerun the dataset\'s prepare script') from None
-        what = f'BPE of {enc.n_vocab:,} tokens from {where}'
+    enc = bpe_encoding(parts, where)
+    what = "GPT-2's BPE" if parts == 'gpt2' else f'BPE of {enc.n_vocab:,} tokens from {where}'
     specials = set(enc.special_tokens_set)
     return lambda text: enc.encode(text, allowed_special=specials), enc.decode_bytes, what

@@ -1,21 +1,26 @@
 """Tests of prepare_char.py and prepare_owt.py: the .bin files decode back to exactly the input,
-the splits are as documented, downloads (also resumed ones) work against a local server, and
-every bad input ends in one clear line and exit code 1, with no output files left behind."""
+the splits are as documented, a BPE trained on the corpus is one tiktoken reads, downloads (also
+resumed ones) work against a local server, and every bad input ends in one clear line and exit
+code 1, with no output files left behind."""
 import functools
 import io
 import json
 import os
 import pickle
+import random
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tiktoken
 
+import common
 import prepare_owt
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
@@ -65,12 +70,12 @@ def record_requests(server):
 
 
 def bin_documents(path, enc):
-    """The documents in a BPE .bin file: the token runs ended by EOT, decoded."""
+    """The documents in a BPE .bin file: the token runs ended by end-of-text, decoded."""
     tokens = np.fromfile(path, dtype=np.uint16).tolist()
-    assert tokens and tokens[-1] == EOT
+    assert tokens and tokens[-1] == enc.eot_token
     docs, start = [], 0
     for i, t in enumerate(tokens):
-        if t == EOT:
+        if t == enc.eot_token:
             docs.append(tokens[start:i])
             start = i + 1
     return [enc.decode(ids) for ids in docs], tokens
@@ -114,6 +119,20 @@ def shakespeare_docs(path, n, seed=0):
     for i in range(n):
         start = int(rng.integers(0, len(paragraphs) - 8))
         docs.append(f"[{i}] " + "\n\n".join(paragraphs[start:start + int(rng.integers(1, 8))]))
+    return docs
+
+
+def made_up_documents(n, seed=0):
+    """n distinct documents of made-up text: words with accents, CJK, digits and contractions,
+    sentences and paragraphs of varied length."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "naïve", "café", "über", "日本語", "1984", "don't",
+             "HELLO", "x", "—", "ünïcödé", "✓", "and", "then", "    indented"]
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        paragraphs = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 30))) + rng.choice(".!?:")
+                      for _ in range(rng.randint(1, 4))]
+        docs.append(f"[{i}] " + "\n\n".join(paragraphs))
     return docs
 
 
@@ -198,7 +217,7 @@ def test_owt_tail_split_reproduces_nanogpt_shakespeare(shakespeare_path, tmp_pat
     text = shakespeare_path.read_text(encoding="utf-8")
     n = int(len(text) * 0.9)
     assert train == enc.encode_ordinary(text[:n]) and val == enc.encode_ordinary(text[n:])  # no EOT, as nanoGPT
-    assert sorted(os.listdir(tmp_path / "sbpe")) == ["train.bin", "val.bin"]  # BPE: no meta.pkl
+    assert sorted(os.listdir(tmp_path / "sbpe")) == ["meta.pkl", "train.bin", "val.bin"]
 
 
 def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_path, enc):
@@ -226,7 +245,7 @@ def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_p
     assert val_tokens == [t for doc in val for t in enc.encode_ordinary(doc) + [EOT]]
     assert f"train has {len(train_tokens):,} tokens from {len(train)} documents" in result.stdout
     assert "60 documents" in result.stdout and "tokens/s" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["train.bin", "val.bin"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["meta.pkl", "train.bin", "val.bin"]
 
 
 def test_owt_split_depends_on_seed_not_on_processes(shakespeare_path, tmp_path, monkeypatch):
@@ -312,6 +331,173 @@ def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(tmp_p
     assert train + val == expected[:2]
 
 
+def test_owt_gpt2_dataset_has_a_meta_with_the_bytes_of_each_token(tmp_path, enc):
+    docs = ["plain ASCII text.", "naïve café — 日本語 ✓", "a literal <|endoftext|> stays text"]
+    for i, doc in enumerate(docs):
+        (tmp_path / f"{i}.txt").write_text(doc, encoding="utf-8")
+    result = run_script("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "meta.pkl (GPT-2's BPE)" in result.stdout
+    meta = common.check_dataset(tmp_path / "out", "")  # complete, and read with the restricted unpickler
+    assert (meta["tokenizer"], meta["vocab_size"]) == ("gpt2", 50257)
+    token_bytes = meta["token_bytes"]
+    assert len(token_bytes) == 50257 and token_bytes[EOT] == 0
+    tokens = np.concatenate([np.fromfile(tmp_path / "out" / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
+    assert token_bytes[tokens].sum() == sum(len(doc.encode("utf-8")) for doc in docs)  # counted by hand
+
+
+# ----------------------------------------------------------------------------
+# prepare_owt.py: a BPE of the corpus's own (offline: no GPT-2 files needed)
+
+def own_bpe(out_dir):
+    """meta.pkl of a dataset with its own BPE, and that BPE as tiktoken rebuilds it."""
+    meta = common.load_pickle(out_dir / "meta.pkl")
+    return meta, tiktoken.Encoding("own", **meta["tokenizer"])
+
+
+def test_owt_own_bpe_round_trips_documents_and_learns_from_train_documents_only(tmp_path):
+    docs = made_up_documents(80)
+    docs[5] = "a literal <|endoftext|> in the text stays text"
+    with open(tmp_path / "c.jsonl", "w", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps({"text": doc}) + "\n")
+    result = run_script("prepare_owt.py", "--input=c.jsonl", "--vocab_size=300", "--val_fraction=0.3", "--num_proc=2",
+                        "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained a BPE of 300 tokens" in result.stdout and "(its own BPE of 300 tokens)" in result.stdout
+
+    meta, bpe = own_bpe(tmp_path / "out")
+    parts = meta["tokenizer"]
+    assert sorted(meta) == ["files", "token_bytes", "tokenizer", "vocab_size"] and meta["vocab_size"] == 300
+    assert parts["pat_str"] == prepare_owt.GPT4_PATTERN and parts["special_tokens"] == {"<|endoftext|>": 299}
+    ranks = parts["mergeable_ranks"]
+    assert sorted(ranks.values()) == list(range(299)) and all(ranks[bytes([b])] == b for b in range(256))
+    assert meta["token_bytes"].tolist() == [len(token) for token in sorted(ranks, key=ranks.get)] + [0]
+
+    train, train_tokens = bin_documents(tmp_path / "out" / "train.bin", bpe)
+    val, val_tokens = bin_documents(tmp_path / "out" / "val.bin", bpe)
+    assert_split_in_order(docs, train, val)
+    assert 10 <= len(val) <= 40  # about 30% of 80
+    assert bpe.decode(train_tokens + val_tokens) == "".join(doc + "<|endoftext|>" for doc in train + val)
+    assert train_tokens == [t for doc in train for t in bpe.encode_ordinary(doc) + [299]]
+    # what the BPE learnt from: the train documents, in order; not the val ones
+    assert ranks == prepare_owt.train_bpe(iter(train), 300)["mergeable_ranks"]
+    assert ranks != prepare_owt.train_bpe(iter(docs), 300)["mergeable_ranks"]
+
+
+def test_owt_own_bpe_tail_split_round_trips_and_learns_from_the_train_part(tmp_path):
+    text = "\n\n".join(made_up_documents(60))
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    result = run_script("prepare_owt.py", "--input=t.txt", "--split=tail", "--vocab_size=350", "--out_dir=out",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta, bpe = own_bpe(tmp_path / "out")
+    train = np.fromfile(tmp_path / "out" / "train.bin", dtype=np.uint16).tolist()
+    val = np.fromfile(tmp_path / "out" / "val.bin", dtype=np.uint16).tolist()
+    n = int(len(text) * 0.9)
+    assert bpe.decode(train) == text[:n] and bpe.decode(val) == text[n:]
+    assert bpe.eot_token == 349 and 349 not in train + val  # no end-of-text token, as nanoGPT's split
+    assert meta["tokenizer"]["mergeable_ranks"] == prepare_owt.train_bpe([text[:n]], 350)["mergeable_ranks"]
+
+
+def test_owt_bpe_sample_chars_bounds_what_the_bpe_learns_from(tmp_path):
+    docs = made_up_documents(40)
+    (tmp_path / "c").mkdir()
+    for i, doc in enumerate(docs):
+        (tmp_path / "c" / f"{i:03d}.txt").write_text(doc, encoding="utf-8")
+    result = run_script("prepare_owt.py", "--input=c", "--vocab_size=280", "--bpe_sample_chars=2500",
+                        "--val_fraction=0.2", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained a BPE of 280 tokens on 2,500 characters" in result.stdout
+    meta, bpe = own_bpe(tmp_path / "out")
+    train, _ = bin_documents(tmp_path / "out" / "train.bin", bpe)
+    sample, left = [], 2500
+    for doc in train:  # the first 2,500 characters of the train documents
+        sample.append(doc[:left])
+        left -= len(sample[-1])
+        if not left:
+            break
+    assert meta["tokenizer"]["mergeable_ranks"] == prepare_owt.train_bpe(iter(sample), 280)["mergeable_ranks"]
+
+
+def processes():
+    """{pid: (parent pid, state)} of every process now, from Linux's /proc."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]  # after "pid (command)"
+            except OSError:
+                continue  # gone meanwhile
+            found[int(name)] = (int(ppid), state)
+    return found
+
+
+def descendants(pid):
+    procs, found, parents = processes(), set(), {pid}
+    while parents:
+        parents = {p for p, (ppid, _) in procs.items() if ppid in parents} - found
+        found |= parents
+    return found
+
+
+def running(pids):
+    procs = processes()
+    return [p for p in pids if p in procs and procs[p][1] not in "ZX"]  # a zombie is dead, not yet reaped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with their parent on Linux")
+def test_owt_workers_die_when_the_main_process_is_killed(tmp_path):
+    with open(tmp_path / "c.jsonl", "w", encoding="utf-8") as f:
+        for doc in made_up_documents(30_000):  # a few MB: seconds of work in 2 processes
+            f.write(json.dumps({"text": doc}) + "\n")
+    p = subprocess.Popen([sys.executable, str(ROOT / "prepare_owt.py"), "--input=c.jsonl", "--vocab_size=300",
+                          "--bpe_sample_chars=10000", "--num_proc=2", "--out_dir=out"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = set()
+    try:
+        deadline = time.time() + 60
+        while len(workers) < 2 and p.poll() is None and time.time() < deadline:
+            workers = descendants(p.pid)
+            time.sleep(0.01)
+        assert len(workers) >= 2 and p.poll() is None, "the run ended before its workers were seen"
+        p.send_signal(signal.SIGKILL)  # no chance to clean up
+        p.wait()
+        deadline = time.time() + 10
+        while running(workers) and time.time() < deadline:
+            time.sleep(0.05)
+        assert running(workers) == []
+    finally:
+        p.kill()
+        for pid in running(workers):  # only if the test failed
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_write_dataset_fills_several_files_in_one_pass_or_leaves_the_old_set(tmp_path):
+    def fill(train_f, val_f):  # the two files written in turns, and read back
+        for i in range(3):
+            train_f.write(bytes([i, i]))
+            val_f.write(b"vv")
+        train_f.seek(0)
+        assert train_f.read() == bytes([0, 0, 1, 1, 2, 2])
+
+    out = tmp_path / "d"
+    meta = common.write_dataset(out, {("train.bin", "val.bin"): fill, "notes.txt": lambda f: f.write(b"x")}, {"k": 1})
+    assert meta == {"k": 1, "files": {"train.bin": 6, "val.bin": 6, "notes.txt": 1}}
+    assert common.check_dataset(out, "") == meta
+    assert (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2]) and (out / "val.bin").read_bytes() == b"v" * 6
+
+    def fails(train_f, val_f):
+        train_f.write(b"new!")
+        raise common.UserError("stopped half-way")
+
+    with pytest.raises(common.UserError, match="half-way"):
+        common.write_dataset(out, {("train.bin", "val.bin"): fails}, {"k": 2})
+    assert sorted(os.listdir(out)) == ["meta.pkl", "notes.txt", "train.bin", "val.bin"]  # no temporaries
+    assert common.check_dataset(out, "") == meta and (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2])
+
+
 # ----------------------------------------------------------------------------
 # prepare_owt.py: downloading OpenWebText
 
@@ -358,7 +544,7 @@ def test_parse_shards_takes_ranges_and_lists():
     assert prepare_owt.parse_shards("4-5,1") == [4, 5, 1]
     assert prepare_owt.parse_shards("all") == list(range(21))
     for bad in ("21", "3-1", "x", "0-"):
-        with pytest.raises(prepare_owt.PrepareError):
+        with pytest.raises(common.UserError):
             prepare_owt.parse_shards(bad)
 
 
@@ -369,7 +555,7 @@ def test_owt_refuses_a_vocabulary_beyond_uint16():
     class BigVocab:
         name, max_token_value = "cl100k_base", 100_276
 
-    with pytest.raises(prepare_owt.PrepareError, match="uint16"):
+    with pytest.raises(common.UserError, match="uint16"):
         prepare_owt.check_vocab(BigVocab())
     prepare_owt.check_vocab(tiktoken.get_encoding("gpt2"))  # 50,257 tokens fit
 
@@ -394,6 +580,14 @@ def test_owt_failure_midway_leaves_no_bin_files(tmp_path):
     (["--input=broken.tar"], ["broken.tar", "tar"]),
     (["--input=one.txt", "--val_fraction=1.5"], ["--val_fraction"]),
     (["--shards=99"], ["--shards"]),
+    (["--input=one.txt", "--vocab_size=256"], ["--vocab_size=256", "257"]),
+    (["--input=one.txt", "--vocab_size=65536"], ["--vocab_size=65536", "65,535", "uint16"]),
+    (["--input=one.txt", "--bpe_sample_chars=1000"], ["--bpe_sample_chars", "--vocab_size"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=0"], ["--bpe_sample_chars=0"]),
+    (["--input", "one.txt", "two.txt", "--vocab_size=1000"], ["too small", "1,000", "--vocab_size"]),
+    (["--input=one.txt", "--split=tail", "--vocab_size=1000"], ["too small", "--vocab_size"]),
+    (["--input", "one.txt", "two.txt", "--vocab_size=300", "--bpe_sample_chars=5"], ["too small", "--bpe_sample_chars"]),
+    (["--input=one.txt", "--vocab_size=257", "--bpe_sample_chars=1e9"], ["too few", "--split=tail"]),
 ])
 def test_owt_bad_input_exits_1_with_one_line(tmp_path, flags, words):
     (tmp_path / "one.txt").write_text("only one document")
@@ -401,7 +595,7 @@ def test_owt_bad_input_exits_1_with_one_line(tmp_path, flags, words):
     (tmp_path / "broken.tar").write_bytes(b"this is not a tar file" * 100)
     result = run_script("prepare_owt.py", *flags, "--out_dir=out", cwd=tmp_path)
     assert_user_error(result, *words)
-    assert not list(tmp_path.glob("out/*.bin*"))
+    assert not list(tmp_path.glob("out/*"))  # no .bin, no meta.pkl, no temporaries
 
 
 @pytest.mark.parametrize("script", ["prepare_char.py", "prepare_owt.py", "bench_prepare.py"])
