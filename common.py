@@ -13,6 +13,8 @@ import tempfile
 
 import numpy as np
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # (reading the umask means setting it)
 ROOT = os.path.dirname(os.path.abspath(__file__))  # the project folder: data/, out*/ and config/ live here
 
 
@@ -75,6 +77,7 @@ def atomic_write(path, mode='wb'):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+    os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it, not mkstemp's 0600
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -112,9 +115,7 @@ def atomic_folder(path, replace=False):
     for stale in glob.glob(os.path.join(glob.escape(parent), glob.escape(f'.{name}.') + '*.tmp')):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix='.tmp')
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # a folder's usual permissions, not mkdtemp's private ones
+    os.chmod(tmp, 0o777 & ~UMASK)  # a folder's usual permissions, not mkdtemp's private ones
     try:
         yield tmp
         for directory, _, files in os.walk(tmp):
@@ -160,6 +161,7 @@ def write_dataset(out_dir, files, meta):
                 opened = []
                 for name in names:
                     fd, temps[name] = tempfile.mkstemp(dir=out_dir, prefix=f'.{name}', suffix='.tmp')
+                    os.fchmod(fd, 0o666 & ~UMASK)
                     opened.append(stack.enter_context(os.fdopen(fd, 'w+b')))
                 write(*opened)
                 for f in opened:
@@ -420,10 +422,13 @@ def tokenizer(meta, where):
                 raise UserError(f'the prompt has characters outside the vocabulary: {"".join(unknown)!r}; '
                                 f'the model knows only {"".join(sorted(stoi))!r}')
             return [stoi[c] for c in text]
-        return encode, lambda ids: ''.join(itos[int(i)] for i in ids).encode('utf-8'), \
+        # an id the vocabulary lacks (the model's vocabulary may be padded past it) shows as U+FFFD
+        return encode, lambda ids: ''.join(itos.get(int(i), '\ufffd') for i in ids).encode('utf-8'), \
             f'character vocabulary of {len(stoi)} from {where}'
     parts = meta.get('tokenizer', 'gpt2') if 'vocab_size' in meta else 'gpt2'
     enc = bpe_encoding(parts, where)
     what = "GPT-2's BPE" if parts == 'gpt2' else f'BPE of {enc.n_vocab:,} tokens from {where}'
     specials = set(enc.special_tokens_set)
-    return lambda text: enc.encode(text, allowed_special=specials), enc.decode_bytes, what
+    decode_bytes = lambda ids: b''.join(enc.decode_single_token_bytes(int(i)) if i < enc.n_vocab else b'\xef\xbf\xbd'
+                                         for i in ids)  # GPT-2's vocabulary is padded to 50304 in the model
+    return lambda text: enc.encode(text, allowed_special=specials), decode_bytes, what

@@ -211,20 +211,20 @@ if not eval_only and init_from == 'scratch' and (tokens_per_iter > len(splits['t
 token_bytes = common.token_byte_lengths(meta)  # UTF-8 bytes each token id decodes to, for bits per byte
 
 
-def get_batch(split, rng, n_micro):
+def get_batch(split, rng, n_micro, whole=False):
     """Random sequences -> x, y of [n_micro, local_batch, seq_len], int32, for this process.
     The offsets are drawn for the whole global batch from one stream shared by all processes,
-    and each process reads its own slice: the data a step sees does not depend on how the
-    batch is spread over devices and hosts."""
+    and each process reads its own slice (whole=True: all of them): the data a step sees does
+    not depend on how the batch is spread over devices and hosts."""
     data = splits[split]
     if example_len:
         ix = rng.integers(len(data) // example_len, size=(n_micro, global_batch)) * example_len
     else:
         ix = rng.integers(len(data) - seq_len, size=(n_micro, global_batch))
     mine = jax.process_index() * local_batch
-    ix = ix[:, mine:mine + local_batch]
+    ix = ix if whole else ix[:, mine:mine + local_batch]
     xy = np.stack([data[i:i + seq_len + 1] for i in ix.ravel()]).astype(np.int32)
-    xy = xy.reshape(n_micro, local_batch, seq_len + 1)
+    xy = xy.reshape(n_micro, ix.shape[1], seq_len + 1)
     x, y = xy[..., :-1], xy[..., 1:].copy()
     if prompt_len > 1:
         y[..., :prompt_len - 1] = -1  # predictions of prompt tokens are not scored
@@ -370,17 +370,20 @@ eval_step = jax.jit(jax.shard_map(eval_step, mesh=mesh, check_vma=False,
 # the same fixed batches at every evaluation (their own stream): curves compare like with like,
 # and the training data stream is untouched
 eval_batches = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters) for split in splits}
+# what the evaluated targets of all processes decode to: (tokens scored, UTF-8 bytes), for bits per byte
+eval_targets = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters, whole=True)[1] for split in splits}
+eval_bytes = {split: (int((y != -1).sum()), int(token_bytes[y[y != -1]].sum()) if token_bytes is not None else 0)
+              for split, y in eval_targets.items()}
 
 
 def estimate_loss():
-    """Mean loss of each split, and bits per byte: the summed nats over (ln 2 x the UTF-8 bytes
-    that the scored tokens decode to); None where the tokens' bytes are unknown."""
+    """(mean loss, bits per byte) of each split. Bits per byte: the summed nats over ln 2 times
+    the UTF-8 bytes that the scored tokens decode to; None where the tokens' bytes are unknown."""
     out = {}
     for split, (x, y) in eval_batches.items():
         loss = float(to_host(eval_step(state['params'], *to_devices(x, y))))
-        scored = y[y != -1]
-        n_bytes = int(token_bytes[scored].sum()) if token_bytes is not None else 0
-        out[split] = (loss, loss * len(scored) / (math.log(2) * n_bytes) if n_bytes else None)
+        n_tokens, n_bytes = eval_bytes[split]
+        out[split] = (loss, loss * n_tokens / (math.log(2) * n_bytes) if n_bytes else None)
     return out
 
 
