@@ -94,6 +94,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def send_head(self):
+        self.server.seen.append((self.command, self.path, self.headers.get("Range")))
         rng = self.headers.get("Range")
         path = self.translate_path(self.path)
         if not rng or not os.path.isfile(path):
@@ -133,6 +134,7 @@ class LocalServer:
         self.root = Path(root)
         handler = functools.partial(RangeHandler, directory=str(self.root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.seen = self.seen = []  # (method, path, Range header) of each request
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -144,7 +146,8 @@ class LocalServer:
 
 @pytest.fixture
 def http_server(tmp_path):
-    """A static file server on 127.0.0.1 over `server.root` (a fresh temp dir)."""
+    """A static file server on 127.0.0.1 over `server.root` (a fresh temp dir); `server.seen`
+    lists the requests it answered."""
     root = tmp_path / "served"
     root.mkdir()
     server = LocalServer(root)
