@@ -41,7 +41,7 @@ def accuracy(params, config, examples, n, batch_size, dtype=jnp.float32):
     return correct, total, wrong
 
 
-loss_fn = jax.jit(model.loss_fn, static_argnames=('config', 'dtype'))
+batch_loss = jax.jit(model.loss_fn, static_argnames=('config', 'dtype'))  # compiled once per batch shape
 
 
 def val_loss(params, config, examples, prompt_len, batch_size, dtype=jnp.float32):
@@ -58,7 +58,7 @@ def val_loss(params, config, examples, prompt_len, batch_size, dtype=jnp.float32
         if prompt_len > 1:
             y[:, :prompt_len - 1] = -1
         scored = int((y != -1).sum())
-        # loss_fn is the mean over this batch's scored targets: back to their sum, to weigh batches by them
-        total += float(loss_fn(params, x, y, config, dtype=dtype)) * scored
+        # model.loss_fn is the mean over the batch's scored targets: times their count, their sum
+        total += float(batch_loss(params, x, y, config, dtype=dtype)) * scored
         count += scored
     return total / max(count, 1)
