@@ -3,6 +3,7 @@ paths that work from any directory, and a lock on an output directory.
 
 model.py keeps its own small download, so that it can be copied alone.
 """
+import argparse
 import contextlib
 import glob
 import os
@@ -13,8 +14,6 @@ import tempfile
 
 import numpy as np
 
-UMASK = os.umask(0o022)
-os.umask(UMASK)  # (reading the umask means setting it)
 ROOT = os.path.dirname(os.path.abspath(__file__))  # the project folder: data/, out*/ and config/ live here
 
 
@@ -42,6 +41,14 @@ def run_main(main, *args):
         sys.exit(130)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes (an unknown option, a bad value, parser.error(...)) raise UserError,
+    so that under run_main they end like every other mistake: one `error:` line, exit status 1."""
+
+    def error(self, message):
+        raise UserError(f'{message} (--help lists the options)')
+
+
 def quiet_broken_pipe():
     # stdout's reader has gone: point stdout at /dev/null so that Python's own flush at exit
     # does not raise again, and exit as a pipeline expects
@@ -60,6 +67,18 @@ def find(path):
 
 # ----------------------------------------------------------------------------- atomic files
 
+_UMASK = os.umask(0o22)  # read once (setting it is the only way to read it), then put back
+os.umask(_UMASK)
+
+
+def _temporary(directory, name):
+    # a hidden .NAME*.tmp in directory, open for writing; mkstemp makes it 0600, but the file it
+    # becomes should have the permissions any new file gets (readable by others, as the umask says)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}', suffix='.tmp')
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 def _fsync_dir(directory):
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -76,8 +95,7 @@ def atomic_write(path, mode='wb'):
     remove_stale_temporaries() cleans)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it, not mkstemp's 0600
+    fd, tmp = _temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -115,7 +133,7 @@ def atomic_folder(path, replace=False):
     for stale in glob.glob(os.path.join(glob.escape(parent), glob.escape(f'.{name}.') + '*.tmp')):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix='.tmp')
-    os.chmod(tmp, 0o777 & ~UMASK)  # a folder's usual permissions, not mkdtemp's private ones
+    os.chmod(tmp, 0o777 & ~_UMASK)  # a folder's usual permissions, not mkdtemp's private ones
     try:
         yield tmp
         for directory, _, files in os.walk(tmp):
@@ -145,12 +163,13 @@ INCOMPLETE = '.incomplete'  # present in a dataset folder while its files are be
 
 def write_dataset(out_dir, files, meta):
     """Write a dataset's files and meta.pkl so that the folder holds all of the new set or all of
-    the old one. `files` maps a name to a function writing that file to an open binary file, or a
-    tuple of names to one function filling those files together in one pass (it gets one open
-    file per name, readable too). Each file goes to a temporary name first, then a marker file is
-    made, the files are renamed into place, and the marker is removed. A kill in between leaves
-    the marker, which check_dataset refuses. meta.pkl records each file's size, so a file
-    replaced or cut short later is noticed too."""
+    the old one. `files` maps a name to a function writing that file to an open binary file (for
+    an array, f.write(a.tobytes()): numpy's a.tofile(f) hides why a write failed, e.g. a full
+    disk), or a tuple of names to one function filling those files together in one pass (it gets
+    one open file per name, readable too). Each file goes to a temporary name first, then a marker
+    file is made, the files are renamed into place, and the marker is removed. A kill in between
+    leaves the marker, which check_dataset refuses. meta.pkl records each file's size, so a file
+    replaced or cut short later is noticed too. A failed write (a full disk) raises UserError."""
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temporaries(out_dir)
     temps = {}
@@ -160,8 +179,7 @@ def write_dataset(out_dir, files, meta):
             with contextlib.ExitStack() as stack:
                 opened = []
                 for name in names:
-                    fd, temps[name] = tempfile.mkstemp(dir=out_dir, prefix=f'.{name}', suffix='.tmp')
-                    os.fchmod(fd, 0o666 & ~UMASK)
+                    fd, temps[name] = _temporary(out_dir, name)
                     opened.append(stack.enter_context(os.fdopen(fd, 'w+b')))
                 write(*opened)
                 for f in opened:
@@ -177,10 +195,12 @@ def write_dataset(out_dir, files, meta):
             pickle.dump(meta, f)
         os.remove(os.path.join(out_dir, INCOMPLETE))
         _fsync_dir(out_dir)
-    except BaseException:
+    except BaseException as e:
         for tmp in temps.values():
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+        if isinstance(e, OSError):
+            raise UserError(f'could not write the dataset in {out_dir} ({e.strerror or e})') from None
         raise
     return meta
 
@@ -216,9 +236,9 @@ def download(url, path, what=None, progress=True):
     path appears only once complete (its size checked against Content-Length), so an existing
     path is always a whole file. Raises UserError naming the fix."""
     import requests
+    import urllib3
     part = path + '.part'
     have = os.path.getsize(part) if os.path.exists(part) else 0
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         with requests.get(url, stream=True, timeout=60, headers={'Range': f'bytes={have}-'} if have else {}) as r:
             if r.status_code == 416:  # the part holds the whole file already, or is foreign
@@ -227,19 +247,16 @@ def download(url, path, what=None, progress=True):
             if r.status_code != 206:
                 have = 0  # the server sends the whole file
             total = int(r.headers['Content-Length']) + have if 'Content-Length' in r.headers else None
-            bar = None
-            if progress:
-                from tqdm import tqdm
-                bar = tqdm(desc=what or os.path.basename(path), total=total, initial=have, unit='B',
-                           unit_scale=True, unit_divisor=1024, file=sys.stderr)
-            with open(part, 'ab' if have else 'wb') as f:
+            from tqdm import tqdm
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # only once the server answers
+            # the bar is closed (its line ended) however the transfer ends, so an error starts its own line
+            with open(part, 'ab' if have else 'wb') as f, \
+                    tqdm(desc=what or os.path.basename(path), total=total, initial=have, unit='B', unit_scale=True,
+                         unit_divisor=1024, file=sys.stderr, disable=not progress) as bar:
                 for chunk in r.raw.stream(1 << 20, decode_content=False):  # the bytes as served
                     f.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
-    except (requests.RequestException, OSError) as e:
+                    bar.update(len(chunk))
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:  # urllib3's: cut off mid-stream
         reason = f'HTTP {e.response.status_code}' if getattr(e, 'response', None) is not None else type(e).__name__
         raise UserError(f'could not download {url} ({reason}); check the network and run again'
                         + (' to resume' if os.path.exists(part) and os.path.getsize(part) else '')) from None

@@ -1,10 +1,16 @@
-"""Shared pytest fixtures: offline data beside the project and a local HTTP server.
+"""Shared pytest fixtures: made-up text, the real files a few tests need, and a local HTTP server.
 
-Tests never touch the internet. Files the scripts would download are served from
-127.0.0.1 by `http_server`, which understands HTTP Range requests so resumed
-downloads can be tested too.
+Tests never touch the internet, and all of them pass without it. Files the scripts would
+download are served from 127.0.0.1 by `http_server`, which understands HTTP Range requests so
+resumed downloads can be tested too. Text is made up by the tests (`made_up_text`).
+
+A few tests need the real thing and ask for it with a fixture that skips when it is missing
+(they are marked `real_data`; `python -m pytest -m real_data` runs only them):
+  tiny_shakespeare  nanoGPT's exact token counts: TINY_SHAKESPEARE=<path of its input.txt>
+  gpt2_bpe          tiktoken's GPT-2 encoding: TIKTOKEN_CACHE_DIR=<folder with tiktoken's GPT-2 files>
 """
 import functools
+import hashlib
 import http.server
 import os
 import re
@@ -12,16 +18,73 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "demos"))  # the demos' modules, for their tests
-SHARED = ROOT.parent / "shared"
-SHAKESPEARE = SHARED / "data" / "tinyshakespeare" / "input.txt"
 
-# tiktoken downloads its BPE files on first use; point it at the offline copy.
-if (SHARED / "tiktoken_cache").is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+# tiktoken keeps a downloaded file in its cache folder under the sha1 of the file's URL
+GPT2_BPE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+GPT2_BPE_FILES = [hashlib.sha1((GPT2_BPE_URL + name).encode()).hexdigest() for name in ("vocab.bpe", "encoder.json")]
+GPT2_BPE_DIR = os.environ.get("TIKTOKEN_CACHE_DIR", "")
+# Only tests that ask for gpt2_bpe get tiktoken's cache: for every other test (and the scripts it
+# runs) the cache is off, so one that needs GPT-2's BPE without asking fails offline instead of
+# passing here on files an earlier run left behind.
+os.environ["TIKTOKEN_CACHE_DIR"] = ""
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_data: needs tiny Shakespeare or GPT-2's BPE files (skipped without them)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if {"tiny_shakespeare", "gpt2_bpe"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
+@pytest.fixture
+def tiny_shakespeare():
+    """The path of tiny Shakespeare's input.txt, for tests of nanoGPT's exact token counts."""
+    path = os.environ.get("TINY_SHAKESPEARE")
+    if not path:
+        pytest.skip("needs tiny Shakespeare: set TINY_SHAKESPEARE=<path of its input.txt>")
+    if not os.path.isfile(path):
+        pytest.fail(f"TINY_SHAKESPEARE={path} is not a file")
+    return Path(path)
+
+
+@pytest.fixture
+def gpt2_bpe(monkeypatch):
+    """tiktoken's GPT-2 encoding, read from TIKTOKEN_CACHE_DIR (also for the scripts the test runs)."""
+    if not GPT2_BPE_DIR or not all(os.path.isfile(os.path.join(GPT2_BPE_DIR, name)) for name in GPT2_BPE_FILES):
+        pytest.skip("needs GPT-2's BPE: set TIKTOKEN_CACHE_DIR=<folder with tiktoken's GPT-2 files>")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", GPT2_BPE_DIR)
+    import tiktoken
+    return tiktoken.get_encoding("gpt2")
+
+
+WORDS = ("the king queen crown sword night day love death blood heart eye hand war peace lord lady "
+         "speak come go stay fear hope true false sweet bitter old young gentle noble fair foul "
+         "café naïve — “quoted” ünïcödé ✓ 日本語").split()
+
+
+@pytest.fixture
+def made_up_text():
+    """made_up_text(n_chars, seed=0): seeded text of lines and paragraphs like a play's, ASCII with
+    a few other characters, for tests that need text but not any text in particular."""
+    def make(n_chars, seed=0):
+        rng = np.random.default_rng(seed)
+        paragraphs, size = [], 0
+        while size < n_chars:
+            speaker = rng.choice(["KING", "QUEEN", "FOOL", "GHOST"])
+            lines = [" ".join(rng.choice(WORDS, rng.integers(3, 12))).capitalize() + rng.choice([".", ",", "!", "?"])
+                     for _ in range(rng.integers(1, 6))]
+            paragraphs.append(f"{speaker}:\n" + "\n".join(lines))
+            size += len(paragraphs[-1]) + 2
+        return "\n\n".join(paragraphs)[:n_chars]
+    return make
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -31,6 +94,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
     def send_head(self):
+        self.server.seen.append((self.command, self.path, self.headers.get("Range")))
         rng = self.headers.get("Range")
         path = self.translate_path(self.path)
         if not rng or not os.path.isfile(path):
@@ -70,6 +134,7 @@ class LocalServer:
         self.root = Path(root)
         handler = functools.partial(RangeHandler, directory=str(self.root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.seen = self.seen = []  # (method, path, Range header) of each request
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -81,16 +146,10 @@ class LocalServer:
 
 @pytest.fixture
 def http_server(tmp_path):
-    """A static file server on 127.0.0.1 over `server.root` (a fresh temp dir)."""
+    """A static file server on 127.0.0.1 over `server.root` (a fresh temp dir); `server.seen`
+    lists the requests it answered."""
     root = tmp_path / "served"
     root.mkdir()
     server = LocalServer(root)
     yield server
     server.close()
-
-
-@pytest.fixture
-def shakespeare_path():
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"offline copy of tiny Shakespeare not found at {SHAKESPEARE}")
-    return SHAKESPEARE

@@ -1,10 +1,10 @@
 # 2-digit addition (minGPT's adder) on the CPU: about a minute to 100% on the held-out pairs.
-# python prepare_addition.py && python train.py config/train_addition.py && python eval_addition.py
+# python demos/prepare_addition.py && python train.py config/train_addition.py && python demos/eval_addition.py
 # 3 digits (1M pairs), the same model trained twice as long, ~4 minutes:
-#   python prepare_addition.py --digits=3 --out_dir=data/addition3
+#   python demos/prepare_addition.py --digits=3 --out_dir=data/addition3
 #   python train.py config/train_addition.py --dataset=addition3 --block_size=9 \
 #       --out_dir=out-addition3 --max_iters=2000 --lr_decay_iters=2000
-#   python eval_addition.py --out_dir=out-addition3
+#   python demos/eval_addition.py --out_dir=out-addition3
 out_dir = 'out-addition'
 eval_interval = 250
 eval_iters = 4  # 4 batches of 256 random examples: the 500 held-out pairs, about twice over

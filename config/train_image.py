@@ -1,8 +1,8 @@
 # 16x16 CIFAR-10 as 512-colour palette tokens (image-GPT in miniature) on the CPU:
 # ~10-15 min (2500 steps of ~0.25-0.35 s on 2 cores), 0.86M parameters.
-# python prepare_image.py --size=16 && python train.py config/train_image.py
-# python sample_image.py                 # -> out-image/samples.png
-# python sample_image.py --eval=True     # + the val loss in nats per pixel token
+# python demos/prepare_image.py --size=16 && python train.py config/train_image.py
+# python demos/sample_image.py                 # -> out-image/samples.png
+# python demos/sample_image.py --eval=True     # + the val loss in nats per pixel token
 out_dir = 'out-image'
 eval_interval = 250
 eval_iters = 10

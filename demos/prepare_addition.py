@@ -9,8 +9,8 @@ because that is the order in which a person adds with carries: each output digit
 then depends only on digits already seen. The first 2n tokens are the prompt;
 the model is scored only on the n+1 digits of the sum.
 
-    python prepare_addition.py                # 2 digits: 10,000 pairs -> data/addition
-    python prepare_addition.py --digits=3     # 1,000,000 pairs
+    python demos/prepare_addition.py                # 2 digits: 10,000 pairs -> data/addition
+    python demos/prepare_addition.py --digits=3     # 1,000,000 pairs
 
 Writes train.bin / val.bin (flat uint16 token ids, example after example) and
 meta.pkl. val.bin holds a seeded held-out set of pairs that never appear in
@@ -20,10 +20,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
-import argparse
-import pickle
-
 import numpy as np
+
+import common
 
 MAX_DIGITS = 3  # 4 digits would be 10^8 pairs (2.6 GB of tokens)
 
@@ -73,7 +72,7 @@ def default_num_test(num_pairs):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--digits", type=int, default=2, help="digits per operand, 1..%d (default 2)" % MAX_DIGITS)
     p.add_argument("--out_dir", default=os.path.join("data", "addition"),
                    help="output directory (default data/addition)")
@@ -110,19 +109,8 @@ def main(argv=None):
         "digits": n,
     }
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    # write everything under temporary names first, so a crash leaves no half-written dataset
-    final_paths = {}
-    for split, tokens in splits.items():
-        path = os.path.join(args.out_dir, f"{split}.bin")
-        tokens.tofile(path + ".tmp")
-        final_paths[path + ".tmp"] = path
-    meta_path = os.path.join(args.out_dir, "meta.pkl")
-    with open(meta_path + ".tmp", "wb") as f:
-        pickle.dump(meta, f)
-    final_paths[meta_path + ".tmp"] = meta_path
-    for tmp, path in final_paths.items():
-        os.replace(tmp, path)
+    common.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
+                                        "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
 
     print(f"{n}-digit addition: {num_pairs:,} pairs, example_len {3 * n + 1} tokens "
           f"(prompt {2 * n} + sum {n + 1}), vocab 10")
@@ -132,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main, sys.argv[1:])

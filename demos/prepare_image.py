@@ -5,9 +5,9 @@ a palette of 512 colours found by k-means on the training pixels. An image is re
 row by row (32x32 -> 1024 tokens) after a start token (id = number of colours),
 so that the model predicts the first pixel too:
 
-    python prepare_image.py                      # downloads CIFAR-10 (163 MB) -> data/cifar10
-    python prepare_image.py --input=cifar-10-python.tar.gz
-    python prepare_image.py --size=16            # 2x2-averaged 16x16 images: CPU-sized
+    python demos/prepare_image.py                      # downloads CIFAR-10 (163 MB) -> data/cifar10
+    python demos/prepare_image.py --input=cifar-10-python.tar.gz
+    python demos/prepare_image.py --size=16            # 2x2-averaged 16x16 images: CPU-sized
 
 Writes train.bin (the 50,000 training images) and val.bin (the 10,000 test
 images) as flat uint16 token ids, one example of 1 + size*size tokens after the
@@ -19,14 +19,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the project's modules
-import argparse
-import pickle
 import struct
 import tarfile
 import time
 import zlib
 
 import numpy as np
+
+import common
 
 DEFAULT_BASE_URL = "https://www.cs.toronto.edu/~kriz"
 BASE_URL_ENV = "CIFAR10_BASE_URL"
@@ -36,106 +36,20 @@ TEST_BATCH = "cifar-10-batches-py/test_batch"
 CIFAR_SIZE = 32
 
 
-class PrepareError(Exception):
-    """A problem reported as one `error:` line and exit status 1."""
-
-
-# ----------------------------------------------------------------------------- download
-
-def download(url, dest):
-    """Stream url to dest (through dest.part, renamed when complete); no partial file survives a failure."""
-    import requests
-    import urllib3
-    from tqdm import tqdm
-
-    part = dest + ".part"
-    try:
-        with requests.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            total = int(r.headers.get("Content-Length", 0)) or None
-            got = 0
-            with open(part, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=ARCHIVE) as bar:
-                # raw bytes: a server that labels .gz as Content-Encoding must not get it un-gzipped
-                for chunk in r.raw.stream(1 << 20, decode_content=False):
-                    f.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-        if total is not None and got != total:
-            raise PrepareError(f"download of {url} ended after {got:,} of {total:,} bytes")
-        os.replace(part, dest)
-    except BaseException as e:
-        if os.path.exists(part):
-            os.remove(part)
-        if isinstance(e, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
-            raise PrepareError(f"could not download {url}: {e}\n"
-                               f"Offline? Fetch {ARCHIVE} elsewhere and pass --input=PATH/{ARCHIVE} "
-                               f"(or run again if it was cut off)") from e
-        raise
-
-
 # ----------------------------------------------------------------------------- loading
-
-def _numpy_array_builders():
-    """The only callables a CIFAR-10 batch pickle needs: numpy's array and dtype reconstruction."""
-    import importlib
-
-    def first_found(modules, name):
-        for module in modules:
-            try:
-                return getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError):
-                continue
-        return None
-
-    reconstruct = first_found(["numpy._core.multiarray", "numpy.core.multiarray"], "_reconstruct")
-    frombuffer = first_found(["numpy._core.numeric", "numpy.core.numeric"], "_frombuffer")  # pickle protocol 5
-    allowed = {}
-    for module in ["numpy._core.multiarray", "numpy.core.multiarray"]:
-        allowed[(module, "_reconstruct")] = reconstruct
-    for module in ["numpy._core.numeric", "numpy.core.numeric"]:
-        if frombuffer is not None:
-            allowed[(module, "_frombuffer")] = frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    for container in (dict, list, tuple, set, frozenset, bytearray):
-        allowed[("builtins", container.__name__)] = container
-    return allowed
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists and numpy arrays; refuses every other global a pickle names.
-
-    A plain pickle.load runs whatever callable the file names (os.system, ...), so a
-    tampered archive could run code; CIFAR-10's batches need nothing but numpy arrays.
-    """
-    _allowed = None
-
-    def find_class(self, module, name):
-        if NumpyOnlyUnpickler._allowed is None:
-            NumpyOnlyUnpickler._allowed = _numpy_array_builders()
-        found = NumpyOnlyUnpickler._allowed.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a CIFAR-10 batch holds only numpy arrays, "
-                f"lists and dicts (is this file tampered with?)")
-        return found
-
 
 def load_batch(tar, name):
     """uint8 [N, 3072] image rows (1024 R, then 1024 G, then 1024 B values) of one batch file."""
     try:
         f = tar.extractfile(tar.getmember(name))
     except KeyError:
-        raise PrepareError(f"the archive has no {name}: is it the CIFAR-10 python version ({ARCHIVE})?") from None
-    try:
-        batch = NumpyOnlyUnpickler(f, encoding="bytes").load()  # written by Python 2: str keys -> bytes
-    except pickle.UnpicklingError as e:
-        raise PrepareError(f"{name}: {e}") from None
-    except Exception as e:  # truncated or corrupt pickle
-        raise PrepareError(f"{name}: not a readable pickle ({type(e).__name__}: {e})") from None
+        raise common.UserError(f"the archive has no {name}: is it the CIFAR-10 python version ({ARCHIVE})?") from None
+    # a plain pickle.load would run whatever callable a tampered batch names (os.system, ...);
+    # the batches were written by Python 2: encoding="bytes" reads their str keys as bytes
+    batch = common.load_pickle(name, file=f, encoding="bytes")
     data = batch.get(b"data") if isinstance(batch, dict) else None
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
-        raise PrepareError(f"{name}: expected a dict with b'data' = uint8 array [N, 3072]")
+        raise common.UserError(f"{name}: expected a dict with b'data' = uint8 array [N, 3072]")
     return data
 
 
@@ -146,7 +60,8 @@ def load_cifar10(archive_path):
             train = np.concatenate([load_batch(tar, name) for name in TRAIN_BATCHES])
             test = load_batch(tar, TEST_BATCH)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise PrepareError(f"{archive_path} is not a readable tar.gz ({e})") from None
+        raise common.UserError(f"{archive_path} is not a readable tar.gz ({e}); pass --input=PATH/{ARCHIVE}, "
+                               f"CIFAR-10's python version") from None
     return rows_to_images(train), rows_to_images(test)
 
 
@@ -284,16 +199,14 @@ def write_png(path, rgb):
     rows = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)  # filter byte 0 per row
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with common.atomic_write(path) as f:
         f.write(png)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- main
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", help=f"a local copy of {ARCHIVE} (no download)")
     p.add_argument("--out_dir", default=os.path.join("data", "cifar10"), help="output directory (default data/cifar10)")
     p.add_argument("--base_url", default=None,
@@ -317,17 +230,23 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     if args.input:
+        if os.path.isdir(args.input):
+            raise common.UserError(f"--input={args.input} is a directory; pass the archive itself, "
+                                   f"--input=PATH/{ARCHIVE}")
         if not os.path.isfile(args.input):
-            raise PrepareError(f"--input file not found: {args.input}")
+            raise common.UserError(f"--input file not found: {args.input}; pass --input=PATH/{ARCHIVE}")
         archive = args.input
     else:
-        os.makedirs(args.out_dir, exist_ok=True)
         archive = os.path.join(args.out_dir, ARCHIVE)
-        if os.path.exists(archive):
+        if os.path.exists(archive):  # download() gives the archive its name only once it is whole
             print(f"using {archive} (already downloaded)")
         else:
             base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-            download(f"{base_url.rstrip('/')}/{ARCHIVE}", archive)
+            try:
+                common.download(f"{base_url.rstrip('/')}/{ARCHIVE}", archive)
+            except common.UserError as e:
+                raise common.UserError(f"{e}; offline, fetch {ARCHIVE} elsewhere and pass "
+                                       f"--input=PATH/{ARCHIVE}") from None
 
     train, test = load_cifar10(archive)
     print(f"loaded {len(train):,} training and {len(test):,} test images from {archive}")
@@ -352,19 +271,8 @@ def main(argv=None):
     quantised = tokens_to_pixels(splits["train"][:64], palette, args.size)
     mse = float(((quantised.astype(np.float32) - train[:64]) ** 2).mean())
 
-    # temporary names first: a crash leaves no half-written dataset behind
-    os.makedirs(args.out_dir, exist_ok=True)
-    final = {}
-    for split, tokens in splits.items():
-        path = os.path.join(args.out_dir, f"{split}.bin")
-        tokens.tofile(path + ".tmp")
-        final[path + ".tmp"] = path
-    meta_path = os.path.join(args.out_dir, "meta.pkl")
-    with open(meta_path + ".tmp", "wb") as f:
-        pickle.dump(meta, f)
-    final[meta_path + ".tmp"] = meta_path
-    for tmp, path in final.items():
-        os.replace(tmp, path)
+    common.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
+                                        "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
     write_png(os.path.join(args.out_dir, "preview.png"), image_grid(quantised, nrow=8))
 
     print(f"{args.size}x{args.size} images, {args.colors} colours + start token {start}: "
@@ -376,7 +284,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PrepareError as e:
-        sys.exit(f"error: {e}")
+    common.run_main(main, sys.argv[1:])

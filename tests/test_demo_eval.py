@@ -1,12 +1,14 @@
 """The demos' evaluation scripts: eval_addition.py (greedy exact-match accuracy of an adder) and
-sample_image.py (images drawn by a palette-token GPT, and its val loss). Offline and small:
-tiny models, a few training steps, data made in the test."""
+sample_image.py (images drawn by a palette-token GPT, and its val loss), and scoring.py, which
+holds how they score. Offline and small: tiny models, a few training steps, data made in the test."""
 import math
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -14,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import eval_addition
+import common
 import model
 import prepare_addition
-import sample_image
+import scoring
 from model import GPTConfig
-from test_demos import read_png
+from test_demos import RunsAShellCommand, assert_one_error_line, read_png
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
@@ -72,7 +74,7 @@ def random_adder():
 def test_accuracy_agrees_with_argmax_decoding(random_adder, batch_size):
     params, examples, answers = random_adder
     n = N_DIGITS
-    correct, total, wrong = eval_addition.accuracy(params, TINY_ADDER, examples, n, batch_size)
+    correct, total, wrong = scoring.accuracy(params, TINY_ADDER, examples, n, batch_size)
 
     expected_wrong = []
     for ex, ans in zip(examples, answers):
@@ -89,10 +91,10 @@ def test_accuracy_compiles_generation_once_per_batch_size(random_adder):
     params, examples, _ = random_adder
     if not hasattr(model.generate, '_cache_size'):
         pytest.skip('this jax has no jit cache introspection')
-    eval_addition.accuracy(params, TINY_ADDER, examples[:3], N_DIGITS, 16)
+    scoring.accuracy(params, TINY_ADDER, examples[:3], N_DIGITS, 16)
     before = model.generate._cache_size()
     for count in (1, 16, 17, 35):  # full, short and padded last batches: the same shapes
-        c, t, _ = eval_addition.accuracy(params, TINY_ADDER, examples[:count], N_DIGITS, 16)
+        c, t, _ = scoring.accuracy(params, TINY_ADDER, examples[:count], N_DIGITS, 16)
         assert t == count and 0 <= c <= count
     assert model.generate._cache_size() == before
 
@@ -101,7 +103,7 @@ def test_accuracy_counts_a_perfect_model_as_perfect(random_adder):
     params, examples, answers = random_adder
     examples = examples.copy()
     examples[:, 2 * N_DIGITS:] = answers  # every label is what the model says
-    assert eval_addition.accuracy(params, TINY_ADDER, examples, N_DIGITS, 64) == (37, 37, [])
+    assert scoring.accuracy(params, TINY_ADDER, examples, N_DIGITS, 64) == (37, 37, [])
 
 
 # ----------------------------------------------------------------------------- eval_addition.py
@@ -124,16 +126,12 @@ def test_addition_train_then_eval_end_to_end(tmp_path):
     assert re.search(r'^train accuracy: \d+/300 = ', p.stdout, re.M), p.stdout
 
 
-def test_eval_addition_without_checkpoint_fails_clearly(tmp_path):
-    p = run(tmp_path, 'demos/eval_addition.py', '--out_dir=nowhere')
-    assert p.returncode == 1
-    assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
-
-
-def test_eval_scripts_help():
-    for script in ('demos/eval_addition.py', 'demos/sample_image.py'):
+def test_eval_scripts_help_lists_the_settings_with_their_comments_under_headings():
+    for script, heading, row in [('demos/eval_addition.py', 'system', "batch_size   = 500              examples per generate call"),
+                                 ('demos/sample_image.py', 'sampling', "num_samples     = 16              images to draw")]:
         p = ok(run(ROOT, script, '--help', timeout=60))
-        assert 'batch_size' in p.stdout and 'out_dir' in p.stdout
+        assert p.stdout.startswith(f'usage: python {os.path.basename(script)}')
+        assert f'\n{heading}\n' in p.stdout and f'\n  {row}' in p.stdout
 
 
 # ----------------------------------------------------------------------------- sample_image.py
@@ -195,12 +193,6 @@ def test_sample_image_end_to_end(tmp_path):
     np.testing.assert_array_equal(read_png(tmp_path / 'out-img' / 'again.png'), grid)
 
 
-def test_sample_image_without_checkpoint_fails_clearly(tmp_path):
-    p = run(tmp_path, 'demos/sample_image.py', '--out_dir=nowhere')
-    assert p.returncode == 1
-    assert 'no checkpoint at nowhere/ckpt.pkl' in p.stderr and 'Traceback' not in p.stderr
-
-
 @pytest.mark.parametrize('prompt_len', [1, 4])
 def test_val_loss_is_the_mean_over_every_scored_token(prompt_len):
     config = GPTConfig(block_size=16, vocab_size=7, n_layer=1, n_head=2, n_embd=16)
@@ -210,5 +202,102 @@ def test_val_loss_is_the_mean_over_every_scored_token(prompt_len):
     y[:, :prompt_len - 1] = -1
     expected = float(jax.jit(model.loss_fn, static_argnums=3)(params, x, y, config))
     for batch_size in (4, 32):  # padded last batches (12 rows, 32 rows) must not count
-        got = sample_image.val_loss(params, config, examples, prompt_len, batch_size, jnp.float32)
+        got = scoring.val_loss(params, config, examples, prompt_len, batch_size, jnp.float32)
         assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- bad inputs, pipes, other directories
+
+def save_untrained_run(out_dir, config, dataset):
+    """A checkpoint as train.py writes one, of an untrained model: enough to reach every check."""
+    params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
+    common.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
+                                              'config': {'dataset': dataset}})
+
+
+@pytest.fixture(scope='module')
+def demo_dir(tmp_path_factory):
+    """A working directory with both demos' datasets (2-digit sums, 8x8 images), an untrained model
+    for each, and foreign, hostile and broken checkpoints and datasets beside them."""
+    d = tmp_path_factory.mktemp('demos')
+    prepare_addition.main([f'--out_dir={d / "data" / "addition"}'])
+    save_untrained_run(d / 'out-addition', GPTConfig(block_size=6, vocab_size=10, n_layer=1, n_head=2, n_embd=16),
+                       'addition')
+    images = tiny_images(np.random.default_rng(0), 8)
+    common.write_dataset(str(d / 'data' / 'tinyimg'), {'train.bin': lambda f: f.write(images.tobytes()),
+                                                       'val.bin': lambda f: f.write(images.tobytes())},
+                         {'vocab_size': len(PALETTE) + 1, 'example_len': 1 + SIZE * SIZE, 'prompt_len': 1,
+                          'palette': PALETTE, 'image_size': SIZE, 'start_token': len(PALETTE)})
+    save_untrained_run(d / 'out-image', GPTConfig(block_size=64, vocab_size=5, n_layer=1, n_head=2, n_embd=16),
+                       'tinyimg')
+
+    common.save_pickle(d / 'foreign' / 'ckpt.pkl', {'something': 'else'})
+    (d / 'hostile').mkdir()
+    (d / 'hostile' / 'ckpt.pkl').write_bytes(pickle.dumps(RunsAShellCommand(f'touch {d / "pwned"}')))
+    (d / 'broken').mkdir()
+    (d / 'broken' / 'ckpt.pkl').write_bytes(b'not a pickle')
+    common.write_dataset(str(d / 'data' / 'chars'), {'train.bin': lambda f: f.write(b'\0\0' * 100),
+                                                     'val.bin': lambda f: f.write(b'\0\0' * 10)},
+                         {'vocab_size': 1, 'itos': {0: 'a'}, 'stoi': {'a': 0}})
+    shutil.copytree(d / 'data' / 'chars', d / 'data' / 'evil')
+    (d / 'data' / 'evil' / 'meta.pkl').write_bytes(pickle.dumps(RunsAShellCommand(f'touch {d / "pwned"}')))
+    shutil.copytree(d / 'data' / 'addition', d / 'data' / 'halfway')
+    (d / 'data' / 'halfway' / common.INCOMPLETE).write_text('')
+    return d
+
+
+@pytest.mark.parametrize('script, flags, words', [
+    ('eval_addition', ['--out_dir=nowhere'], ['no checkpoint at nowhere/ckpt.pkl', 'python demos/prepare_addition.py']),
+    ('eval_addition', ['--out_dir=foreign'], ['not a checkpoint written by train.py', 'python train.py']),
+    ('eval_addition', ['--out_dir=hostile'], ['refusing to load posix.system']),
+    ('eval_addition', ['--out_dir=broken'], ['broken/ckpt.pkl is not readable']),
+    ('eval_addition', ['--dataset=missing'], ['data/missing/train.bin not found', 'python demos/prepare_addition.py']),
+    ('eval_addition', ['--dataset=chars'], ['data/chars is not an addition dataset', 'python demos/prepare_addition.py']),
+    ('eval_addition', ['--dataset=evil'], ['data/evil/meta.pkl: refusing to load posix.system']),
+    ('eval_addition', ['--dataset=halfway'], ['left half-written', 'run it again (python demos/prepare_addition.py)']),
+    ('eval_addition', ['--out_dir=out-image', '--dataset=addition'], ['not a model of 2-digit sums', 'out_dir of an adder']),
+    ('eval_addition', ['--split=test'], ["split must be 'val' or 'train', not 'test'"]),
+    ('eval_addition', ['--batch_size=0'], ['batch_size must be at least 1']),
+    ('eval_addition', ['--dtype=float64'], ["dtype must be 'float32', 'bfloat16' or 'float16'"]),
+    ('eval_addition', ['--batch_sise=8'], ["unknown key 'batch_sise' (did you mean 'batch_size'?)"]),
+    ('eval_addition', ['--batch_size=many'], ["key 'batch_size' expects int"]),
+    ('sample_image', ['--out_dir=nowhere'], ['no checkpoint at nowhere/ckpt.pkl', 'python demos/prepare_image.py']),
+    ('sample_image', ['--out_dir=foreign'], ['not a checkpoint written by train.py', 'python train.py']),
+    ('sample_image', ['--out_dir=hostile'], ['refusing to load posix.system']),
+    ('sample_image', ['--dataset=missing'], ['data/missing/train.bin not found', 'python demos/prepare_image.py']),
+    ('sample_image', ['--dataset=addition'], ['data/addition is not an image dataset', 'python demos/prepare_image.py']),
+    ('sample_image', ['--dataset=evil'], ['data/evil/meta.pkl: refusing to load posix.system']),
+    ('sample_image', ['--out_dir=out-addition', '--dataset=tinyimg'], ['not a model of 8x8 images', 'out_dir of an image model']),
+    ('sample_image', ['--top_k=0'], ['top_k must be a positive integer or None']),
+    ('sample_image', ['--top_p=2.0'], ['top_p must be in (0, 1] or None']),
+    ('sample_image', ['--temperature=0'], ['temperature > 0']),
+    ('sample_image', ['--num_samples=-1'], ['num_samples and nrow must be >= 0']),
+    ('sample_image', ['--dtype=float64'], ["dtype must be 'float32', 'bfloat16' or 'float16'"]),
+])
+def test_bad_inputs_exit_1_with_one_line(demo_dir, script, flags, words):
+    p = run(demo_dir, f'demos/{script}.py', *flags, timeout=120)
+    assert_one_error_line(p, *words)
+    assert not (demo_dir / 'pwned').exists()
+
+
+def test_eval_addition_piped_into_head_ends_quietly(demo_dir):
+    # an untrained model gets nearly all 9,500 training sums wrong: far more lines than a pipe holds
+    p = subprocess.run(f'{sys.executable} {ROOT / "demos/eval_addition.py"} --split=train --show_wrong=10000 '
+                       f'| head -n 3; exit ${{PIPESTATUS[0]}}', shell=True, executable='/bin/bash',
+                       cwd=demo_dir, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 141, p.stderr  # ended by the pipe (128 + SIGPIPE), as a pipeline expects
+    assert len(p.stdout.splitlines()) == 3 and p.stderr == ''
+
+
+def test_eval_addition_from_another_directory_finds_the_projects_data_and_run(demo_dir, tmp_path):
+    project = tmp_path / 'project'  # a copy of the project, with the demo's dataset and run in it
+    (project / 'demos').mkdir(parents=True)
+    for path in [*ROOT.glob('*.py'), *ROOT.glob('demos/*.py')]:
+        shutil.copy(path, project / path.relative_to(ROOT))
+    shutil.copytree(demo_dir / 'data' / 'addition', project / 'data' / 'addition')
+    shutil.copytree(demo_dir / 'out-addition', project / 'out-addition')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    p = ok(subprocess.run([sys.executable, str(project / 'demos' / 'eval_addition.py')], cwd=elsewhere,
+                          capture_output=True, text=True, timeout=300))
+    assert re.search(r'^held-out accuracy: \d+/500 = ', p.stdout, re.M), p.stdout

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import common
 import prepare_addition
 import prepare_image
 
@@ -31,9 +32,17 @@ def run_script(script, *args, env=None):
                           env=full_env, timeout=120)
 
 
+def assert_one_error_line(result, *words):
+    """Exit status 1 and, on stderr, nothing but one `error: ...` line holding each of words."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
 def read_dataset(out_dir):
-    with open(Path(out_dir) / "meta.pkl", "rb") as f:
-        meta = pickle.load(f)
+    meta = common.check_dataset(str(out_dir), "the demo's prepare script")  # complete, sizes as recorded
     n = meta["example_len"]
     train = np.fromfile(Path(out_dir) / "train.bin", dtype=np.uint16)
     val = np.fromfile(Path(out_dir) / "val.bin", dtype=np.uint16)
@@ -136,6 +145,20 @@ def test_addition_three_digits_counts(tmp_path):
     assert "999,500" in r.stdout
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--digits=0"], ["--digits must be between 1 and 3"]),
+    (["--digits=4"], ["--digits must be between 1 and 3"]),
+    (["--digits=two"], ["--digits: invalid int value: 'two'", "--help"]),
+    (["--test_fraction=1.5"], ["--test_fraction must be between 0 and 1"]),
+    (["--seed"], ["--seed: expected one argument"]),
+    (["--base=16"], ["unrecognized arguments: --base=16", "--help"]),
+])
+def test_addition_bad_flags_exit_1_with_one_line(tmp_path, flags, words):
+    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'out'}", *flags)
+    assert_one_error_line(r, *words)
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- a miniature CIFAR-10
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -212,8 +235,7 @@ def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
     assert meta["vocab_size"] == 9 and meta["start_token"] == 8
     assert meta["example_len"] == 1025 and meta["prompt_len"] == 1 and meta["image_size"] == 32
     assert meta["palette"].dtype == np.uint8 and meta["palette"].shape == (8, 3)
-    with open(out / "meta.pkl", "rb") as f:  # plain containers and a numpy array: restricted loaders accept it
-        assert prepare_image.NumpyOnlyUnpickler(f).load()["image_size"] == 32
+    assert common.load_pickle(out / "meta.pkl")["image_size"] == 32  # plain containers: the restricted loader reads it
     assert (len(train), len(val)) == (15, 4)
     # the start token opens every example and appears nowhere else
     assert (train[:, 0] == 8).all() and (val[:, 0] == 8).all()
@@ -264,46 +286,76 @@ def test_image_download_from_server_then_reuse(cifar, http_server, tmp_path):
 def test_image_without_network_fails_naming_input(tmp_path):
     out = tmp_path / "out"
     r = run_script("demos/prepare_image.py", f"--out_dir={out}", f"--base_url={closed_port_url()}")
-    assert r.returncode == 1
-    assert "--input" in r.stderr and "Traceback" not in r.stderr
-    assert not out.exists() or not list(out.iterdir())  # no .part, no archive, no half dataset
+    assert_one_error_line(r, "could not download", f"--input=PATH/{prepare_image.ARCHIVE}")
+    assert not out.exists()  # no .part, no archive, no half dataset
 
 
-class TruncatingHandler(http.server.BaseHTTPRequestHandler):
-    """Promises 100,000 bytes, sends 1,000, hangs up."""
+def cut_off_server(data):
+    """A server that promises all of data, sends the first half and hangs up."""
+    class CutOff(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
 
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-        self.wfile.write(b"x" * 1000)
-        self.wfile.flush()
-        self.close_connection = True
+        def log_message(self, *args):
+            pass
 
-    def log_message(self, *args):
-        pass
-
-
-def test_image_truncated_download_leaves_no_partial_file(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TruncatingHandler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutOff)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server, tmp_path):
+    archive, _, _ = cifar
+    data = archive.read_bytes()
+    out = tmp_path / "out"
+    server = cut_off_server(data)
     try:
-        out = tmp_path / "out"
-        r = run_script("demos/prepare_image.py", f"--out_dir={out}",
+        r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8",
                        f"--base_url=http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
         server.server_close()
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert not list(out.iterdir())
+    assert r.stderr.splitlines()[-1].startswith("error: could not download") and "run again to resume" in r.stderr
+    # what arrived is kept under .part only: no file under the archive's name is ever partial
+    assert os.listdir(out) == [prepare_image.ARCHIVE + ".part"]
+    assert (out / (prepare_image.ARCHIVE + ".part")).read_bytes() == data[:len(data) // 2]
+
+    (http_server.root / prepare_image.ARCHIVE).write_bytes(data)
+    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8", f"--base_url={http_server.url}")
+    assert r.returncode == 0, r.stderr
+    assert ("GET", f"/{prepare_image.ARCHIVE}", f"bytes={len(data) // 2}-") in http_server.seen  # only the rest
+    assert (out / prepare_image.ARCHIVE).read_bytes() == data
+    assert not list(out.glob("*.part"))
+    read_dataset(out)
 
 
-def test_image_missing_input_file(tmp_path):
-    missing = tmp_path / "nowhere" / prepare_image.ARCHIVE
-    r = run_script("demos/prepare_image.py", f"--input={missing}", f"--out_dir={tmp_path / 'out'}")
-    assert r.returncode == 1
-    assert "--input file not found" in r.stderr and str(missing) in r.stderr
-    assert "Traceback" not in r.stderr
+@pytest.mark.parametrize("flags, words", [
+    (["--input=nowhere/cifar-10-python.tar.gz"], ["--input file not found: nowhere/cifar-10-python.tar.gz",
+                                                  "--input=PATH/cifar-10-python.tar.gz"]),
+    (["--input=folder"], ["--input=folder is a directory", "--input=PATH/cifar-10-python.tar.gz"]),
+    (["--input=garbage.tar.gz"], ["garbage.tar.gz is not a readable tar.gz", "--input=PATH/cifar-10-python.tar.gz"]),
+    (["--input=other.tar.gz"], ["the archive has no cifar-10-batches-py/data_batch_1", "CIFAR-10 python version"]),
+    (["--input=cifar-10-python.tar.gz", "--colors=1"], ["--colors must be between 2 and 65535"]),
+    (["--input=cifar-10-python.tar.gz", "--colors=70000"], ["--colors must be between 2 and 65535"]),
+    (["--input=cifar-10-python.tar.gz", "--colors=many"], ["--colors: invalid int value: 'many'"]),
+    (["--input=cifar-10-python.tar.gz", "--size=12"], ["--size: invalid choice: 12", "--help"]),
+    (["--input=cifar-10-python.tar.gz", "--kmeans_iters=0"], ["--kmeans_pixels and --kmeans_iters must be positive"]),
+])
+def test_image_bad_input_exits_1_with_one_line(cifar, tmp_path, flags, words):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "garbage.tar.gz").write_bytes(b"not a tar file at all" * 100)
+    with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
+        tar.add(cifar[0], arcname="something/else")
+    r = subprocess.run([sys.executable, str(ROOT / "demos/prepare_image.py"), *flags, "--out_dir=out"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert_one_error_line(r, *words)
+    assert not (tmp_path / "out").exists()
 
 
 class RunsAShellCommand:
@@ -322,21 +374,22 @@ def test_image_refuses_a_pickle_naming_a_foreign_callable(cifar, tmp_path):
                                   replace={"data_batch_3": evil})
     out = tmp_path / "out"
     r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
-    assert r.returncode == 1
-    assert "refusing to load" in r.stderr and "system" in r.stderr and "data_batch_3" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert_one_error_line(r, "cifar-10-batches-py/data_batch_3: refusing to load posix.system")
     assert not marker.exists()
-    assert not (out / "train.bin").exists()
+    assert not out.exists()
 
 
-def test_numpy_only_unpickler_loads_arrays_and_refuses_the_rest():
+def test_cifar_batches_load_with_the_restricted_unpickler_which_refuses_os_system():
     data = np.arange(12, dtype=np.uint8).reshape(2, 6)
     for protocol in (3, 4, 5):
         raw = pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=protocol)
-        loaded = prepare_image.NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        loaded = common.load_pickle("batch", file=io.BytesIO(raw), encoding="bytes")
         np.testing.assert_array_equal(loaded[b"data"], data)
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
-        prepare_image.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(RunsAShellCommand("true")))).load()
+    # the real batches were written by numpy 1.x (numpy.core) and Python 2 (str keys, read as bytes)
+    batch = common.load_pickle("batch", file=io.BytesIO(cifar_batch_pickle(synthetic_images(0, 2))), encoding="bytes")
+    assert batch[b"data"].shape == (2, 3072) and batch[b"batch_label"] == b"synthetic"
+    with pytest.raises(common.UserError, match="batch: refusing to load posix.system"):
+        common.load_pickle("batch", file=io.BytesIO(pickle.dumps({b"data": RunsAShellCommand("true")})), encoding="bytes")
 
 
 # ----------------------------------------------------------------------------- tokens -> pictures -> PNG

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,23 +19,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiktoken
 
 import common
+import prepare_char
 import prepare_owt
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 EOT = 50256
 
 
-@pytest.fixture(scope="module")
-def enc():
-    return tiktoken.get_encoding("gpt2")
+@pytest.fixture
+def enc(gpt2_bpe):
+    return gpt2_bpe
 
 
-def run_script(script, *args, cwd):
+def run_script(script, *args, cwd, prefix=()):
     """Run one of the scripts end to end, as a user would."""
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
+    return subprocess.run([*prefix, sys.executable, str(ROOT / script), *map(str, args)],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -45,6 +46,15 @@ def assert_user_error(result, *words):
     assert lines[-1].startswith("error: ")
     for word in words:
         assert word in lines[-1]
+
+
+def assert_one_error_line(result, *words):
+    """Exit status 1 and, on stderr, nothing but one `error: ...` line holding each of words."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
 
 
 def closed_port_url():
@@ -111,9 +121,9 @@ def make_owt_shard(path, members, shard=0):
             outer.addfile(info, inner)
 
 
-def shakespeare_docs(path, n, seed=0):
-    """n distinct documents of varied length cut from tiny Shakespeare's paragraphs."""
-    paragraphs = Path(path).read_text(encoding="utf-8").split("\n\n")
+def cut_documents(text, n, seed=0):
+    """n distinct documents of varied length cut from the paragraphs of text."""
+    paragraphs = text.split("\n\n")
     rng = np.random.default_rng(seed)
     docs = []
     for i in range(n):
@@ -139,89 +149,204 @@ def made_up_documents(n, seed=0):
 # ----------------------------------------------------------------------------
 # prepare_char.py
 
-def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(shakespeare_path, tmp_path):
-    result = run_script("prepare_char.py", f"--input={shakespeare_path}", "--out_dir=sc", cwd=tmp_path)
+def read_char_dataset(out_dir):
+    """The text train.bin + val.bin decode to, after common.check_dataset has found the set complete."""
+    meta = common.check_dataset(str(out_dir), "python prepare_char.py")
+    ids = np.concatenate([np.fromfile(Path(out_dir) / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
+    return "".join(meta["itos"][i] for i in ids.tolist())
+
+
+def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(tiny_shakespeare, tmp_path):
+    result = run_script("prepare_char.py", f"--input={tiny_shakespeare}", "--out_dir=sc", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "vocab size: 65" in result.stdout
     assert "train has 1,003,854 tokens" in result.stdout and "val has 111,540 tokens" in result.stdout
 
-    text = shakespeare_path.read_text(encoding="utf-8")
+    text = tiny_shakespeare.read_text(encoding="utf-8")
     train = np.fromfile(tmp_path / "sc" / "train.bin", dtype=np.uint16)
     val = np.fromfile(tmp_path / "sc" / "val.bin", dtype=np.uint16)
-    with open(tmp_path / "sc" / "meta.pkl", "rb") as f:
-        meta = pickle.load(f)
-    assert set(meta) == {"vocab_size", "itos", "stoi"} and meta["vocab_size"] == 65
+    meta = common.check_dataset(str(tmp_path / "sc"), "python prepare_char.py")
+    assert set(meta) == {"vocab_size", "itos", "stoi", "files"} and meta["vocab_size"] == 65
     assert list(meta["stoi"]) == sorted(set(text))
     assert all(meta["itos"][i] == ch for ch, i in meta["stoi"].items())
     assert (len(train), len(val)) == (1_003_854, 111_540)
     assert "".join(meta["itos"][i] for i in train.tolist()) == text[:int(len(text) * 0.9)]
     assert "".join(meta["itos"][i] for i in val.tolist()) == text[int(len(text) * 0.9):]
-    assert sorted(os.listdir(tmp_path / "sc")) == ["meta.pkl", "train.bin", "val.bin"]
+    assert sorted(os.listdir(tmp_path / "sc")) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
+    assert (tmp_path / "sc" / "input.txt").read_bytes() == tiny_shakespeare.read_bytes()
 
 
 def test_char_any_utf8_text_round_trips(tmp_path):
-    text = "naïve café — ünïcödé ✓ 日本語\n" * 50
-    (tmp_path / "mine.txt").write_text(text, encoding="utf-8")
+    text = "naïve café — ünïcödé ✓ 日本語\r\n" * 50  # \r kept: the text exactly as written
+    (tmp_path / "mine.txt").write_bytes(text.encode("utf-8"))
     result = run_script("prepare_char.py", "--input=mine.txt", "--out_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    with open(tmp_path / "out" / "meta.pkl", "rb") as f:
-        itos = pickle.load(f)["itos"]
-    ids = np.concatenate([np.fromfile(tmp_path / "out" / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
-    assert "".join(itos[i] for i in ids.tolist()) == text
+    assert read_char_dataset(tmp_path / "out") == text
+    assert (tmp_path / "out" / "input.txt").read_bytes() == text.encode("utf-8")
+    (tmp_path / "plain").write_text("a new file")  # the dataset's files get the permissions any new file gets
+    assert {(tmp_path / "out" / name).stat().st_mode for name in os.listdir(tmp_path / "out")} \
+        == {(tmp_path / "plain").stat().st_mode}
 
 
-def test_char_downloads_tiny_shakespeare_once(http_server, shakespeare_path, tmp_path):
-    (http_server.root / "input.txt").write_bytes(shakespeare_path.read_bytes())
+def test_char_downloads_its_text_once(http_server, made_up_text, tmp_path):
+    text = made_up_text(20_000)
+    (http_server.root / "input.txt").write_text(text, encoding="utf-8")
     result = run_script("prepare_char.py", f"--url={http_server.url}/input.txt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "data" / "shakespeare_char"
-    assert (out / "input.txt").read_bytes() == shakespeare_path.read_bytes()
+    assert (out / "input.txt").read_text(encoding="utf-8") == text
     assert sorted(os.listdir(out)) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
+    assert read_char_dataset(out) == text
     # the next run uses the copy on disk and needs no network
     again = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "downloading" not in again.stdout
 
 
+def test_char_keeps_its_text_for_the_readmes_bpe_command(gpt2_bpe, made_up_text, tmp_path):
+    text = made_up_text(20_000)
+    (tmp_path / "play.txt").write_text(text, encoding="utf-8")
+    # the README's two commands, with a local file for tiny Shakespeare
+    first = run_script("prepare_char.py", "--input=play.txt", "--out_dir=data/shakespeare_char", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run_script("prepare_owt.py", "--input=data/shakespeare_char/input.txt", "--split=tail",
+                        "--out_dir=data/shakespeare", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    n = int(len(text) * 0.9)
+    assert np.fromfile(tmp_path / "data/shakespeare/train.bin", dtype=np.uint16).tolist() == gpt2_bpe.encode_ordinary(text[:n])
+    assert np.fromfile(tmp_path / "data/shakespeare/val.bin", dtype=np.uint16).tolist() == gpt2_bpe.encode_ordinary(text[n:])
+
+
 def test_char_without_network_or_input_exits_1_and_leaves_nothing(tmp_path):
     result = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", "--out_dir=out", cwd=tmp_path)
-    assert_user_error(result, "--input")
+    assert_one_error_line(result, "could not download", "--input=FILE")
     assert not (tmp_path / "out").exists()
 
 
 def test_char_missing_remote_file_exits_1_and_leaves_nothing(http_server, tmp_path):
     result = run_script("prepare_char.py", f"--url={http_server.url}/nothing-here.txt", "--out_dir=out", cwd=tmp_path)
-    assert_user_error(result, "HTTP 404", "--input")
+    assert_one_error_line(result, "HTTP 404", "--input=FILE")
     assert not (tmp_path / "out").exists()
 
 
-def test_char_refuses_missing_and_non_utf8_input(tmp_path):
-    missing = run_script("prepare_char.py", "--input=nope.txt", "--out_dir=out", cwd=tmp_path)
-    assert_user_error(missing, "nope.txt")
+@pytest.mark.parametrize("flags, words", [
+    (["--input=nope.txt"], ["nope.txt not found", "--input=FILE"]),
+    (["--input=folder"], ["folder is a directory", "--input=FILE"]),
+    (["--input=latin1.txt"], ["latin1.txt is not UTF-8", "convert it to UTF-8"]),
+    (["--input=empty.txt"], ["only 0 characters", "longer --input"]),
+    (["--input=x.txt"], ["only 1 characters", "longer --input"]),
+    (["--inptu=one.txt"], ["unrecognized arguments: --inptu", "--help"]),
+    (["--input"], ["--input: expected one argument", "--help"]),
+])
+def test_char_bad_input_exits_1_with_one_line(tmp_path, flags, words):
+    (tmp_path / "folder").mkdir()
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 10)
-    latin1 = run_script("prepare_char.py", "--input=latin1.txt", "--out_dir=out", cwd=tmp_path)
-    assert_user_error(latin1, "UTF-8")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "x.txt").write_text("x")
+    result = run_script("prepare_char.py", *flags, "--out_dir=out", cwd=tmp_path)
+    assert_one_error_line(result, *words)
     assert not (tmp_path / "out").exists()
+
+
+def test_char_unreadable_input_exits_1_with_one_line(tmp_path):
+    (tmp_path / "secret.txt").write_text("private text")
+    (tmp_path / "secret.txt").chmod(0)
+    prefix = ()
+    if os.geteuid() == 0:  # root reads any file, unless it gives up that capability for the run
+        if not shutil.which("setpriv"):
+            pytest.skip("run as root: needs setpriv (util-linux) to run the script without the right to read any file")
+        prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+    result = run_script("prepare_char.py", "--input=secret.txt", "--out_dir=out", cwd=tmp_path, prefix=prefix)
+    assert_one_error_line(result, "cannot read secret.txt (Permission denied)", "--input=FILE")
+    assert not (tmp_path / "out").exists()
+
+
+def commit_interrupted_after(name, text, out_dir, tmp_path):
+    """Run prepare_char.py on `text` in a process that is killed (SIGKILL) right after write_dataset
+    renamed `name` into place: the moment where the files of two datasets meet."""
+    (tmp_path / "new.txt").write_text(text, encoding="utf-8")
+    code = f"""if True:
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import prepare_char
+        rename = os.replace
+        def rename_then_die(src, dst):
+            rename(src, dst)
+            if os.path.basename(dst) == {name!r}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.replace = rename_then_die
+        prepare_char.main(["--input=new.txt", "--out_dir={out_dir}"])
+    """
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_char_killed_between_renames_is_refused_then_repaired(made_up_text, tmp_path):
+    old, new = made_up_text(5_000, seed=1), made_up_text(8_000, seed=2)
+    (tmp_path / "old.txt").write_text(old, encoding="utf-8")
+    assert run_script("prepare_char.py", "--input=old.txt", "--out_dir=ds", cwd=tmp_path).returncode == 0
+    killed = commit_interrupted_after("train.bin", new, "ds", tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # the new train.bin beside the old val.bin and meta.pkl: refused, with the fix
+    assert len(np.fromfile(tmp_path / "ds" / "train.bin", dtype=np.uint16)) == int(len(new) * 0.9)
+    with pytest.raises(common.UserError, match="left half-written by an interrupted prepare script: run it again"):
+        common.check_dataset(str(tmp_path / "ds"), "python prepare_char.py")
+    # running it again repairs it
+    again = run_script("prepare_char.py", "--input=new.txt", "--out_dir=ds", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_char_dataset(tmp_path / "ds") == new
+    assert sorted(os.listdir(tmp_path / "ds")) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fill a disk")
+def test_char_full_disk_leaves_the_old_dataset_and_no_temporaries(made_up_text, tmp_path, monkeypatch, capsys):
+    old, new = made_up_text(5_000, seed=1), made_up_text(8_000, seed=2)
+    (tmp_path / "old.txt").write_text(old, encoding="utf-8")
+    (tmp_path / "new.txt").write_text(new, encoding="utf-8")
+    out = tmp_path / "ds"
+    prepare_char.main([f"--input={tmp_path / 'old.txt'}", f"--out_dir={out}"])
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    # the disk fills up half-way: input.txt is written, then every write of train.bin fails with
+    # ENOSPC, as the kernel's /dev/full answers
+    fdopen, opened = os.fdopen, []
+
+    def fdopen_on_a_full_disk(fd, *args, **kwargs):
+        opened.append(fd)
+        if len(opened) == 2:
+            full = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(full, fd)
+            os.close(full)
+        return fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen_on_a_full_disk)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        common.run_main(prepare_char.main, [f"--input={tmp_path / 'new.txt'}", f"--out_dir={out}"])
+    assert e.value.code == 1 and len(opened) == 2
+    assert capsys.readouterr().err == f"error: could not write the dataset in {out} (No space left on device)\n"
+    # the old dataset, whole and loadable; no temporaries, no marker
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    assert read_char_dataset(out) == old
 
 
 # ----------------------------------------------------------------------------
 # prepare_owt.py: splits and round trips
 
-def test_owt_tail_split_reproduces_nanogpt_shakespeare(shakespeare_path, tmp_path, enc):
-    result = run_script("prepare_owt.py", f"--input={shakespeare_path}", "--split=tail", "--out_dir=sbpe", cwd=tmp_path)
+def test_owt_tail_split_reproduces_nanogpt_shakespeare(tiny_shakespeare, tmp_path, enc):
+    result = run_script("prepare_owt.py", f"--input={tiny_shakespeare}", "--split=tail", "--out_dir=sbpe", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "train has 301,966 tokens" in result.stdout and "val has 36,059 tokens" in result.stdout
     train = np.fromfile(tmp_path / "sbpe" / "train.bin", dtype=np.uint16).tolist()
     val = np.fromfile(tmp_path / "sbpe" / "val.bin", dtype=np.uint16).tolist()
     assert (len(train), len(val)) == (301_966, 36_059)
-    text = shakespeare_path.read_text(encoding="utf-8")
+    text = tiny_shakespeare.read_text(encoding="utf-8")
     n = int(len(text) * 0.9)
     assert train == enc.encode_ordinary(text[:n]) and val == enc.encode_ordinary(text[n:])  # no EOT, as nanoGPT
     assert sorted(os.listdir(tmp_path / "sbpe")) == ["meta.pkl", "train.bin", "val.bin"]
 
 
-def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_path, enc):
-    docs = shakespeare_docs(shakespeare_path, 60)
+def test_owt_local_corpus_round_trips_documents_in_order(made_up_text, tmp_path, enc):
+    docs = cut_documents(made_up_text(100_000), 60)
     docs[3] = "a literal <|endoftext|> in the text stays text"  # encode_ordinary, not the special token
     corpus = tmp_path / "corpus"
     for i, doc in enumerate(docs[:40]):  # .txt files in nested folders, one document each
@@ -248,8 +373,8 @@ def test_owt_local_corpus_round_trips_documents_in_order(shakespeare_path, tmp_p
     assert sorted(os.listdir(tmp_path / "out")) == ["meta.pkl", "train.bin", "val.bin"]
 
 
-def test_owt_split_depends_on_seed_not_on_processes(shakespeare_path, tmp_path, monkeypatch):
-    docs = shakespeare_docs(shakespeare_path, 300)
+def test_owt_split_depends_on_seed_not_on_processes(made_up_text, gpt2_bpe, tmp_path, monkeypatch):
+    docs = cut_documents(made_up_text(100_000), 300)
     for i, doc in enumerate(docs):
         (tmp_path / f"{i:03d}.txt").write_text(doc, encoding="utf-8")
     monkeypatch.setattr(prepare_owt, "BATCH_BYTES", 4000)  # many tasks, so the processes interleave
@@ -268,8 +393,8 @@ def test_owt_split_depends_on_seed_not_on_processes(shakespeare_path, tmp_path, 
     assert one_stats["train_documents"] + one_stats["val_documents"] == 300
 
 
-def test_worker_tokens_equal_encode_ordinary_with_and_without_encode_to_numpy(shakespeare_path, enc, monkeypatch):
-    text = shakespeare_path.read_text(encoding="utf-8")[:50_000] + " a literal <|endoftext|> stays text"
+def test_worker_tokens_equal_encode_ordinary_with_and_without_encode_to_numpy(made_up_text, enc, monkeypatch):
+    text = made_up_text(50_000) + " a literal <|endoftext|> stays text"
     expected = enc.encode_ordinary(text)
     monkeypatch.setattr(prepare_owt, "ENC", enc)
     assert prepare_owt.encode_ordinary(text).tolist() == expected
@@ -532,7 +657,7 @@ def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http
     assert [method for method, _, _ in seen] == ["HEAD"]
 
 
-def test_owt_without_network_exits_1_and_leaves_nothing(tmp_path):
+def test_owt_without_network_exits_1_and_leaves_nothing(gpt2_bpe, tmp_path):
     result = run_script("prepare_owt.py", f"--base_url={closed_port_url()}", "--shards=0", "--out_dir=owt", cwd=tmp_path)
     assert_user_error(result, "could not download", "--input")
     assert not (tmp_path / "owt").exists()
@@ -551,16 +676,16 @@ def test_parse_shards_takes_ranges_and_lists():
 # ----------------------------------------------------------------------------
 # prepare_owt.py: bad inputs
 
-def test_owt_refuses_a_vocabulary_beyond_uint16():
+def test_owt_refuses_a_vocabulary_beyond_uint16(gpt2_bpe):
     class BigVocab:
         name, max_token_value = "cl100k_base", 100_276
 
     with pytest.raises(common.UserError, match="uint16"):
         prepare_owt.check_vocab(BigVocab())
-    prepare_owt.check_vocab(tiktoken.get_encoding("gpt2"))  # 50,257 tokens fit
+    prepare_owt.check_vocab(gpt2_bpe)  # 50,257 tokens fit
 
 
-def test_owt_failure_midway_leaves_no_bin_files(tmp_path):
+def test_owt_failure_midway_leaves_no_bin_files(gpt2_bpe, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "train.bin").write_bytes(b"old")  # a previous complete run stays untouched
@@ -589,7 +714,7 @@ def test_owt_failure_midway_leaves_no_bin_files(tmp_path):
     (["--input", "one.txt", "two.txt", "--vocab_size=300", "--bpe_sample_chars=5"], ["too small", "--bpe_sample_chars"]),
     (["--input=one.txt", "--vocab_size=257", "--bpe_sample_chars=1e9"], ["too few", "--split=tail"]),
 ])
-def test_owt_bad_input_exits_1_with_one_line(tmp_path, flags, words):
+def test_owt_bad_input_exits_1_with_one_line(gpt2_bpe, tmp_path, flags, words):
     (tmp_path / "one.txt").write_text("only one document")
     (tmp_path / "two.txt").write_text("a second one")
     (tmp_path / "broken.tar").write_bytes(b"this is not a tar file" * 100)
@@ -598,7 +723,8 @@ def test_owt_bad_input_exits_1_with_one_line(tmp_path, flags, words):
     assert not list(tmp_path.glob("out/*"))  # no .bin, no meta.pkl, no temporaries
 
 
-@pytest.mark.parametrize("script", ["prepare_char.py", "prepare_owt.py", "bench_prepare.py"])
+@pytest.mark.parametrize("script", ["prepare_char.py", "prepare_owt.py", "bench_prepare.py",
+                                    "demos/prepare_addition.py", "demos/prepare_image.py"])
 def test_scripts_have_help(script, tmp_path):
     result = run_script(script, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage:" in result.stdout

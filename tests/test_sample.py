@@ -188,7 +188,7 @@ def test_file_prompt(char_run):
     assert p.returncode == 1 and 'cannot read the prompt file missing.txt' in p.stderr
 
 
-def test_bpe_checkpoint_uses_gpt2_tokens(tmp_path):
+def test_bpe_checkpoint_uses_gpt2_tokens(gpt2_bpe, tmp_path):
     config = GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
     params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
     common.save_pickle(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
