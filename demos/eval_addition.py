@@ -19,8 +19,7 @@ import numpy as np
 import common
 import configurator
 from common import fail
-from model import GPTConfig
-from scoring import accuracy
+from scoring import accuracy, load_model_and_data
 
 # ----------------------------------------------------------------------------- settings
 # I/O
@@ -45,17 +44,8 @@ if dtype not in ('float32', 'bfloat16', 'float16'):
 # ----------------------------------------------------------------------------- model and data
 out_dir = common.find(out_dir)
 try:
-    ckpt = common.load_run(out_dir)
-except common.UserError as e:
-    fail(f'{e}; to train an adder: python demos/prepare_addition.py && python train.py config/train_addition.py')
-config = GPTConfig(**ckpt['model_args'])
-# the dataset the model was trained on (train.py records where it was), unless dataset names another
-if dataset:
-    data_dir = common.find(os.path.join('data', dataset))
-else:
-    data_dir = ckpt['config'].get('data_dir') or common.find(os.path.join('data', str(ckpt['config'].get('dataset'))))
-try:
-    meta = common.check_dataset(data_dir, 'python demos/prepare_addition.py')
+    ckpt, config, data_dir, meta = load_model_and_data(out_dir, dataset, 'python demos/prepare_addition.py',
+                                                       'python train.py config/train_addition.py')
 except common.UserError as e:
     fail(e)
 example_len = meta.get('example_len')

@@ -24,9 +24,8 @@ import common
 import configurator
 import model
 from common import fail
-from model import GPTConfig
 from prepare_image import image_grid, tokens_to_pixels, write_png
-from scoring import val_loss
+from scoring import load_model_and_data, val_loss
 
 # ----------------------------------------------------------------------------- settings
 # I/O
@@ -62,17 +61,8 @@ compute_dtype = jnp.dtype(dtype)
 # ----------------------------------------------------------------------------- model and data
 out_dir = common.find(out_dir)
 try:
-    ckpt = common.load_run(out_dir)
-except common.UserError as e:
-    fail(f'{e}; to train one: python demos/prepare_image.py --size=16 && python train.py config/train_image.py')
-config = GPTConfig(**ckpt['model_args'])
-# the dataset the model was trained on (train.py records where it was), unless dataset names another
-if dataset:
-    data_dir = common.find(os.path.join('data', dataset))
-else:
-    data_dir = ckpt['config'].get('data_dir') or common.find(os.path.join('data', str(ckpt['config'].get('dataset'))))
-try:
-    meta = common.check_dataset(data_dir, 'python demos/prepare_image.py --size=16')
+    ckpt, config, data_dir, meta = load_model_and_data(out_dir, dataset, 'python demos/prepare_image.py --size=16',
+                                                       'python train.py config/train_image.py')
 except common.UserError as e:
     fail(e)
 if not all(k in meta for k in ('palette', 'image_size', 'start_token', 'example_len')):

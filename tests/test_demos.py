@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import common
+from helpers import assert_one_error_line
 import prepare_addition
 import prepare_image
 
@@ -30,15 +31,6 @@ def run_script(script, *args, env=None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
                           env=full_env, timeout=120)
-
-
-def assert_one_error_line(result, *words):
-    """Exit status 1 and, on stderr, nothing but one `error: ...` line holding each of words."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0]
 
 
 def read_dataset(out_dir):

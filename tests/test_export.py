@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import common
+from helpers import train_char_model
 import model
 from model import GPTConfig
 
@@ -272,22 +273,7 @@ def test_a_killed_export_leaves_the_old_folder_or_none(tmp_path):
 def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
     torch = pytest.importorskip('torch')
     transformers = pytest.importorskip('transformers')
-    text = 'ROMEO: hello, world.\nJULIET: goodbye.\n' * 300
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    d = tmp_path / 'data' / 'chars'
-    d.mkdir(parents=True)
-    ids = np.array([stoi[c] for c in text], np.uint16)
-    ids[:9000].tofile(d / 'train.bin')
-    ids[9000:].tofile(d / 'val.bin')
-    with open(d / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi}, f)
-    p = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--dataset=chars', '--out_dir=out', '--n_layer=2',
-                        '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
-                        '--gradient_accumulation_steps=1', '--max_iters=20', '--eval_interval=20', '--eval_iters=2',
-                        '--learning_rate=1e-2', '--warmup_iters=0', '--dtype=float32', '--log_interval=10'],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
+    train_char_model(tmp_path, 20, '--dtype=float32')
     p = export(tmp_path, '--out_dir=out', '--to=hf')
     assert p.returncode == 0, p.stderr
     hf, info = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / 'hf'), output_loading_info=True)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import common
+from helpers import assert_one_error_line
 import prepare_char
 import prepare_owt
 
@@ -46,15 +47,6 @@ def assert_user_error(result, *words):
     assert lines[-1].startswith("error: ")
     for word in words:
         assert word in lines[-1]
-
-
-def assert_one_error_line(result, *words):
-    """Exit status 1 and, on stderr, nothing but one `error: ...` line holding each of words."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0]
 
 
 def closed_port_url():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import common
+from helpers import train_char_model
 import model
 from model import GPTConfig
 
@@ -135,22 +136,7 @@ def test_filter_logits_equals_sorting_the_row():
 @pytest.fixture
 def char_run(tmp_path):
     """A working directory with a char-level dataset and a checkpoint trained a few steps."""
-    text = 'ROMEO: hello, world.\nJULIET: goodbye.\n' * 300
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    d = tmp_path / 'data' / 'chars'
-    d.mkdir(parents=True)
-    ids = np.array([stoi[c] for c in text], np.uint16)
-    ids[:9000].tofile(d / 'train.bin')
-    ids[9000:].tofile(d / 'val.bin')
-    with open(d / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi}, f)
-    p = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--dataset=chars', '--out_dir=out',
-                        '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
-                        '--gradient_accumulation_steps=1', '--max_iters=30', '--eval_interval=30',
-                        '--eval_iters=2', '--learning_rate=1e-2', '--warmup_iters=0', '--log_interval=10'],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
+    train_char_model(tmp_path, 30)
     return tmp_path
 
 
