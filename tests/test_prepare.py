@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiktoken
 
 import common
 from helpers import assert_one_error_line
