@@ -86,6 +86,7 @@ import common  # noqa: E402
 import model  # noqa: E402
 from model import GPTConfig  # noqa: E402
 
+common.split_cpu(run_config['batch_size'], run_config['cpu_devices'])  # as train.py, before JAX starts
 workdir = tempfile.mkdtemp(prefix='bench-')
 data_dir = common.find(os.path.join('data', run_config['dataset']))
 if not os.path.isfile(os.path.join(data_dir, 'train.bin')):

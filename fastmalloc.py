@@ -3,8 +3,10 @@
 XLA:CPU allocates and frees large buffers at every training step. glibc's malloc hands big blocks
 back to the OS and page-faults them in again each step, which makes a step up to 2x slower; an
 allocator that keeps freed memory avoids that (the usual CPU advice for PyTorch too). In order:
-the system's tcmalloc (`apt install libtcmalloc-minimal4`), else mimalloc from the pip wheel
-cmeel-mimalloc (in requirements.txt, for Linux on x86-64 and ARM), each set to keep freed memory.
+mimalloc from the pip wheel cmeel-mimalloc (in requirements.txt, for Linux on x86-64 and ARM),
+else the system's tcmalloc (`apt install libtcmalloc-minimal4`), each set to keep freed memory.
+Measured on 2 cores, ms per step of the main job / of nanoGPT's CPU recipe: glibc 325 / 41,
+tcmalloc 219 / 29.7, mimalloc 197 / 28.4.
 GPT_MALLOC=tcmalloc, mimalloc or glibc picks one. Importing this module restarts the process (same
 arguments, same process id) at most once; ALLOCATOR then says which allocator is in use.
 """
@@ -27,8 +29,8 @@ SETTINGS = {  # keep freed memory: that is the point (measured: tcmalloc's defau
 
 
 def _choose(wanted):
-    found = {'tcmalloc': next((p for p in TCMALLOC if os.path.exists(p)), None),
-             'mimalloc': MIMALLOC if os.path.exists(MIMALLOC) else None}
+    found = {'mimalloc': MIMALLOC if os.path.exists(MIMALLOC) else None,  # the best first
+             'tcmalloc': next((p for p in TCMALLOC if os.path.exists(p)), None)}
     name = wanted or next((name for name, lib in found.items() if lib), None)
     return name, found.get(name)
 

@@ -40,6 +40,7 @@ class GPTConfig:
 
 # ----------------------------------------------------------------------------- parameters
 
+@partial(jax.jit, static_argnums=0)  # one compilation for all the draws (eagerly, one each: 2 s more on a CPU)
 def init_params(config, key):
     """Random GPT-2 parameters, float32. The output head is tied to `wte` (no separate tensor)."""
     C, L, V = config.n_embd, config.n_layer, config.vocab_size

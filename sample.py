@@ -50,11 +50,9 @@ if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
     fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
 dtype = model.default_dtype() if dtype == 'auto' else dtype
 
-# Compiling the sampling loop takes seconds, longer than sampling a small model: keep the
-# compiled code on disk so that the next run with the same shapes starts at once (JAX does
-# not cache a loop that streams, num_samples=1). JAX_COMPILATION_CACHE_DIR= (empty): off.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-    jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla'))
+# Compiling the sampling loop takes seconds, longer than sampling a small model: the compiled
+# code is kept on disk (JAX does not cache a loop that streams, num_samples=1).
+common.cache_compilations()
 
 # ----------------------------------------------------------------------------- model and tokenizer
 try:

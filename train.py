@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import jax
@@ -50,7 +51,7 @@ wandb_run_name = 'gpt2'
 # data
 dataset = 'openwebtext'  # data/<dataset>/ holds train.bin, val.bin and meta.pkl
 gradient_accumulation_steps = 40  # micro-batches per optimizer step
-batch_size = 12  # sequences per device, per micro-batch
+batch_size = 12  # sequences per micro-batch: per GPU, or per process on a CPU (split over its cores)
 block_size = 1024  # tokens of context
 # model
 n_layer = 12
@@ -77,6 +78,7 @@ min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla (Muon: the same fraction o
 cooldown_iters = 0  # 0: cosine decay; N: constant after warmup, then linear to min_lr over the last N iterations before lr_decay_iters
 # system
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs and CPUs with bf16 instructions
+cpu_devices = 0  # CPU: JAX devices to split each process's batch over (0: one per core, up to 8)
 remat = False  # recompute each block's activations in the backward pass: less memory, ~1/3 more compute
 peak_tflops = 0.0  # per-device peak for MFU; 0 = known GPU table, or measured on a CPU
 seed = 1337
@@ -107,15 +109,10 @@ if decay_lr and cooldown_iters > lr_decay_iters - warmup_iters:
          f'lr_decay_iters ({lr_decay_iters})')
 if optimizer not in ('adamw', 'muon'):
     fail(f"optimizer must be 'adamw' or 'muon', not {optimizer!r}")
-if dtype == 'auto':
-    dtype, why = model.default_dtype(), 'auto: ' + (
-        'a GPU' if jax.default_backend() == 'gpu' else 'this CPU has bf16 instructions'
-        if model.default_dtype() == 'bfloat16' else 'this CPU has no bf16 instructions')
-else:
-    why = 'set'
-if dtype not in ('float32', 'bfloat16', 'float16'):
+if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
     fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
-compute_dtype = jnp.dtype(dtype)
+if cpu_devices < 0:
+    fail(f'cpu_devices must not be negative, not {cpu_devices}')
 if wandb_log:
     try:
         import wandb
@@ -123,6 +120,8 @@ if wandb_log:
         fail('wandb_log=True needs the wandb package: pip install wandb')
 
 # ----------------------------------------------------------------------------- devices
+common.split_cpu(batch_size, cpu_devices)  # a CPU: one JAX device per core, each with its share of the batch
+common.cache_compilations()  # the next run of the same shapes skips compiling
 # Several hosts: JAX's own coordinator variables, or a cluster JAX detects (Slurm, Open MPI).
 if os.environ.get('JAX_COORDINATOR_ADDRESS') or int(os.environ.get('SLURM_NTASKS', '1')) > 1 \
         or int(os.environ.get('OMPI_COMM_WORLD_SIZE', '1')) > 1:
@@ -137,8 +136,17 @@ log = print if master else (lambda *a, **k: None)
 mesh = jax.make_mesh((n_devices,), ('data',))
 replicated = NamedSharding(mesh, P())
 batch_sharding = NamedSharding(mesh, P(None, 'data'))  # [micro-steps, batch, time]
-local_batch = batch_size * jax.local_device_count()  # rows this process feeds per micro-step
-global_batch = batch_size * n_devices
+on_cpu = jax.default_backend() == 'cpu'
+local_batch = batch_size * (1 if on_cpu else jax.local_device_count())  # rows this process feeds per micro-step
+global_batch = local_batch * n_processes
+if local_batch % jax.local_device_count():
+    fail(f'batch_size {batch_size} does not split evenly over the {jax.local_device_count()} CPU devices of a process')
+if dtype == 'auto':
+    dtype, why = model.default_dtype(), 'auto: ' + ('a GPU' if not on_cpu else 'this CPU has bf16 instructions'
+                                                    if model.default_dtype() == 'bfloat16' else 'this CPU has no bf16 instructions')
+else:
+    why = 'set'
+compute_dtype = jnp.dtype(dtype)
 log(f'devices: {n_devices} ({jax.devices()[0].device_kind}) on {n_processes} process(es); '
     f'compute dtype {dtype} ({why}); memory allocator {fastmalloc.ALLOCATOR}')
 
@@ -202,8 +210,10 @@ for split, data in splits.items():
     if len(data) <= seq_len and not example_len:
         fail(f'{data_dir}/{split}.bin has {len(data):,} tokens, fewer than a sequence of block_size + 1 '
              f'({seq_len + 1}); lower block_size or prepare more text')
-log(f'tokens per iteration: {tokens_per_iter:,} = batch {batch_size} x {n_devices // n_processes} '
-    f'devices x {n_processes} processes x {gradient_accumulation_steps} accumulation steps x {seq_len} tokens')
+log(f'tokens per iteration: {tokens_per_iter:,} = batch {batch_size} x '
+    + (f'{n_processes} process(es), each split over {n_devices // n_processes} CPU device(s)' if on_cpu else
+       f'{n_devices // n_processes} devices x {n_processes} process(es)')
+    + f' x {gradient_accumulation_steps} accumulation steps x {seq_len} tokens')
 if not eval_only and init_from == 'scratch' and (tokens_per_iter > len(splits['train']) / 10 or warmup_iters >= max_iters):
     log(f'warning: {tokens_per_iter:,} tokens per iteration and {warmup_iters:,} warmup iterations are large '
         f'for {len(splits["train"]):,} training tokens and {max_iters:,} iterations (GPT-2-sized defaults?); '
@@ -411,7 +421,7 @@ def device_peak_flops():
 
 
 flops_per_iter = model.flops_per_token(gptconf) * tokens_per_iter
-peak_flops = device_peak_flops() * n_devices
+peak_flops = device_peak_flops() * (n_processes if on_cpu else n_devices)  # a CPU's devices share its cores
 
 # ----------------------------------------------------------------------------- checkpoints and log
 saved = None  # (iter, val loss) of the checkpoint this run wrote last
@@ -490,11 +500,41 @@ if data_rng_state is not None:  # resuming: continue the stream where the checkp
 data_state = data_rng.bit_generator.state  # the stream's position before the next batch
 x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
 
+def report(it, loss):
+    """The progress line of iteration it. Reading its loss waits for that step: the loop calls
+    this once the next step is on its way, so the device does not wait for the host's printing."""
+    global t0, last_it, step_dt
+    loss = float(to_host(loss))  # the one host sync per log line
+    t1 = time.time()
+    dt, t0, steps, last_it = (t1 - t0) / (it - last_it), t1, it - last_it, it
+    if not math.isfinite(loss):
+        fail(f'loss is {loss} at iter {it}; stopping without saving: {on_disk()}. Lower learning_rate or check the data')
+    warm = it - steps > start_iter  # the first steps of a run include compilation
+    if warm:
+        step_dt = dt if step_dt is None else 0.9 * step_dt + 0.1 * dt
+    evals_left = max_iters // eval_interval - it // eval_interval + (max_iters % eval_interval > 0)
+    eta = f', ETA {duration((max_iters - it) * step_dt + evals_left * eval_dt)}' if step_dt else ''
+    lr = float(lr_factor(it - 1)) * learning_rate
+    mfu = flops_per_iter / dt / peak_flops
+    log(f'iter {it}/{max_iters}: loss {loss:.4f}, lr {lr:.2e}, {dt * 1000:.1f} ms/iter, {tokens_per_iter / dt:,.0f} tok/s'
+        + (f', mfu {mfu * 100:.1f}%{eta}' if warm else ' (includes compilation)'))
+    write_log({'iter': it, 'loss': loss, 'lr': lr, 'ms': dt * 1000, 'tokens_per_s': tokens_per_iter / dt, 'mfu': mfu,
+               'elapsed': time.time() - fastmalloc.START})
+
+
+# The training step compiles in the background while the first evaluation runs (and compiles):
+# on two cores the first step starts ~1.5 s sooner.
+compiling = None if eval_only else \
+    ThreadPoolExecutor(1).submit(lambda: train_step.lower(state, x, y, jnp.int32(iter_num)).compile())
 t_start = t0 = time.time()
-start_iter, eval_seconds, eval_dt, step_dt = iter_num, 0.0, 0.0, None
+start_iter = last_it = iter_num
+eval_seconds, eval_dt, step_dt, pending = 0.0, 0.0, None, None  # pending: (iter, loss) still to report
 best_iter = iter_num if init_from == 'resume' else None
 while True:
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+        if pending:
+            report(*pending)
+            pending = None
         t_eval = time.time()
         losses = estimate_loss()
         (train_loss, train_bpb), (val_loss, val_bpb) = losses['train'], losses['val']
@@ -523,32 +563,21 @@ while True:
     if iter_num >= max_iters:
         break
 
+    if compiling is not None:
+        train_step, compiling = compiling.result(), None
     state, loss = train_step(state, x, y, jnp.int32(iter_num))
+    if pending:  # the step before: reported while the device works on this one
+        report(*pending)
+        pending = None
     # the next batch is read while the device computes this step (dispatch is asynchronous)
     data_state = data_rng.bit_generator.state
     x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
     iter_num += 1
-
     if iter_num % log_interval == 0 or iter_num == max_iters:
-        loss = float(to_host(loss))  # the one host sync per log line
-        t1 = time.time()
-        dt, t0 = (t1 - t0) / log_interval, t1
-        if not math.isfinite(loss):
-            fail(f'loss is {loss} at iter {iter_num}; stopping without saving: {on_disk()}. '
-                 f'Lower learning_rate or check the data')
-        warm = iter_num - start_iter > log_interval  # the first interval includes compilation
-        if warm:
-            step_dt = dt if step_dt is None else 0.9 * step_dt + 0.1 * dt
-        left = max_iters - iter_num
-        evals_left = max_iters // eval_interval - iter_num // eval_interval + (max_iters % eval_interval > 0)
-        eta = f', ETA {duration(left * step_dt + evals_left * eval_dt)}' if step_dt else ''
-        lr = float(lr_factor(iter_num - 1)) * learning_rate
-        mfu = flops_per_iter / dt / peak_flops
-        log(f'iter {iter_num}/{max_iters}: loss {loss:.4f}, lr {lr:.2e}, {dt * 1000:.1f} ms/iter, '
-            f'{tokens_per_iter / dt:,.0f} tok/s' + (f', mfu {mfu * 100:.1f}%{eta}' if warm else ' (includes compilation)'))
-        write_log({'iter': iter_num, 'loss': loss, 'lr': lr, 'ms': dt * 1000, 'tokens_per_s': tokens_per_iter / dt,
-                   'mfu': mfu, 'elapsed': time.time() - fastmalloc.START})
+        pending = (iter_num, loss)
     if interrupted:
+        if pending:
+            report(*pending)
         save_checkpoint(None)
         sys.exit(130)
 

@@ -38,7 +38,7 @@ def test_glibc_when_asked_and_the_best_one_by_default():
     assert name == "glibc's malloc" and loaded == ['False', 'False']
     name, (mimalloc, tcmalloc), _, _ = probe()
     has_tcmalloc = any(os.path.exists(p) for p in fastmalloc.TCMALLOC)
-    expected = 'tcmalloc' if has_tcmalloc else 'mimalloc' if os.path.exists(fastmalloc.MIMALLOC) else None
+    expected = 'mimalloc' if os.path.exists(fastmalloc.MIMALLOC) else 'tcmalloc' if has_tcmalloc else None
     if expected is None:
         assert name.startswith("glibc's malloc")
     else:

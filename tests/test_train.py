@@ -79,11 +79,10 @@ def test_gradient_accumulation_equals_larger_batch(workdir):
 
 @pytest.mark.parametrize('devices', [2, 4])
 def test_data_parallel_equals_one_device(workdir, devices):
-    # the same global batch of 8, split over 1, 2 or 4 devices
+    # the same batch of 8, split over 1, 2 or 4 CPU devices
     run(workdir, '--out_dir=one', '--max_iters=5', '--eval_interval=5', '--batch_size=8')
-    p = run(workdir, '--out_dir=many', '--max_iters=5', '--eval_interval=5',
-            f'--batch_size={8 // devices}', devices=devices)
-    assert f'devices: {devices}' in p.stdout
+    p = run(workdir, '--out_dir=many', '--max_iters=5', '--eval_interval=5', '--batch_size=8', devices=devices)
+    assert f'devices: {devices}' in p.stdout and f'each split over {devices} CPU device(s)' in p.stdout
     one, many = train_losses(workdir / 'one'), train_losses(workdir / 'many')
     np.testing.assert_allclose([many[i] for i in one], list(one.values()), rtol=2e-5)
     np.testing.assert_allclose(list(val_losses(workdir / 'many').values()),
@@ -216,7 +215,7 @@ def test_config_files_set_only_known_keys(config_file):
 def test_muon_trains_and_two_devices_equal_one(workdir):
     muon = ['--optimizer=muon', '--muon_lr=0.02', '--max_iters=20', '--eval_interval=20']
     run(workdir, '--out_dir=one', *muon, '--batch_size=8')
-    run(workdir, '--out_dir=two', *muon, '--batch_size=4', devices=2)
+    run(workdir, '--out_dir=two', *muon, '--batch_size=8', devices=2)
     one, two = train_losses(workdir / 'one'), train_losses(workdir / 'two')
     np.testing.assert_allclose([two[i] for i in one], list(one.values()), rtol=2e-5)
     val = val_losses(workdir / 'one')
@@ -310,6 +309,7 @@ def test_the_last_iterations_are_evaluated_and_saved(workdir):
     assert 'done: 15 iterations' in p.stdout and 'best val loss' in p.stdout
     assert 'out/ckpt.pkl holds the model of iter 15' in p.stdout
     assert 'sample from it: python sample.py --out_dir=out' in p.stdout
+    assert 'loss curves: out/loss.png' in p.stdout and (workdir / 'out' / 'loss.png').stat().st_size > 1000
 
 
 def test_a_diverging_run_does_not_overwrite_the_best_checkpoint(workdir):
@@ -507,3 +507,16 @@ def test_help_explains_every_setting():
     for words in ("init_from                   = 'scratch'", "'resume' (out_dir/ckpt.pkl)", "optimizer",
                   "'muon': Muon for the blocks' weight matrices", "\noptimizer\n", "\ndata\n"):
         assert words in p.stdout, words
+
+
+def test_a_cpu_splits_its_batch_over_one_device_per_core(workdir):
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # as a user runs it
+    p = subprocess.run([sys.executable, TRAIN, *TINY, '--out_dir=auto', '--max_iters=3', '--eval_interval=3',
+                        '--batch_size=6', '--cpu_devices=3'], cwd=workdir, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert 'devices: 3 (cpu) on 1 process(es)' in p.stdout and 'batch 6 x 1 process(es), each split over 3' in p.stdout
+    p = subprocess.run([sys.executable, TRAIN, *TINY, '--out_dir=odd', '--max_iters=1', '--eval_interval=1',
+                        '--batch_size=5', '--cpu_devices=4'], cwd=workdir, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and 'devices: 1 (cpu)' in p.stdout  # 5 rows split over as many devices as divide 5
