@@ -3,8 +3,8 @@
     python plot.py out-char                      # -> out-char/loss.png
     python plot.py out-adamw out-muon --out=compare.png
 
-Left: train and val loss against iterations; right: val loss against the wall time since the
-command started (what time to a good model means). train.py writes out_dir/loss.png itself at the
+Left: val loss at each evaluation and the training loss of the logged steps, against iterations;
+right: val loss against the wall time since the command started (what time to a good model means). train.py writes out_dir/loss.png itself at the
 end of a run when matplotlib is installed (pip install matplotlib).
 """
 import json
@@ -12,8 +12,9 @@ import os
 import sys
 
 
-def read_log(out_dir):
-    """The evaluation records of out_dir/log.jsonl (the latest run's, if several runs wrote it)."""
+def read_log(out_dir, steps=False):
+    """The evaluation records of out_dir/log.jsonl (the latest run's, if several runs wrote it);
+    steps=True: the records of the logged training steps instead."""
     records = []
     with open(os.path.join(out_dir, 'log.jsonl')) as f:
         for line in f:
@@ -21,9 +22,9 @@ def read_log(out_dir):
                 r = json.loads(line)
             except ValueError:  # a line cut short by a crash
                 continue
-            if 'val_loss' in r:
-                if r['iter'] == 0:
-                    records = []  # a new run from scratch starts a new curve
+            if r.get('iter') == 0 and 'val_loss' in r:
+                records = []  # a new run from scratch starts a new curve
+            if ('loss' if steps else 'val_loss') in r:
                 records.append(r)
     return records
 
@@ -45,9 +46,10 @@ def plot_losses(*out_dirs, path=None):
     for d, records in runs.items():
         name = os.path.basename(os.path.normpath(d))
         iters = [r['iter'] for r in records]
-        line, = by_iter.plot(iters, [r['val_loss'] for r in records], label=f'{name} val')
-        by_iter.plot(iters, [r['train_loss'] for r in records], '--', color=line.get_color(), alpha=0.6,
-                     label=f'{name} train')
+        line, = by_iter.plot(iters, [r['val_loss'] for r in records], marker='.', label=f'{name} val')
+        steps = read_log(d, steps=True)
+        by_iter.plot([r['iter'] for r in steps], [r['loss'] for r in steps], color=line.get_color(), alpha=0.35,
+                     linewidth=0.8, label=f'{name} train (steps)')
         timed = [r for r in records if 'elapsed' in r]
         by_time.plot([r['elapsed'] for r in timed], [r['val_loss'] for r in timed], color=line.get_color(),
                      marker='.', label=f'{name} val')

@@ -92,7 +92,7 @@ for key in ('eval_interval', 'log_interval', 'eval_iters', 'gradient_accumulatio
     if config[key] < 1:
         fail(f'{key} must be at least 1, not {config[key]}')
 for key in ('max_iters', 'warmup_iters', 'lr_decay_iters', 'cooldown_iters', 'weight_decay', 'grad_clip',
-            'min_lr', 'muon_weight_decay', 'peak_tflops'):
+            'min_lr', 'muon_weight_decay', 'peak_tflops', 'cpu_devices'):
     if config[key] < 0:
         fail(f'{key} must not be negative, not {config[key]}')
 for key in ('learning_rate', 'muon_lr'):
@@ -111,8 +111,10 @@ if optimizer not in ('adamw', 'muon'):
     fail(f"optimizer must be 'adamw' or 'muon', not {optimizer!r}")
 if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
     fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
-if cpu_devices < 0:
-    fail(f'cpu_devices must not be negative, not {cpu_devices}')
+try:  # the model's shape: n_embd a multiple of n_head, dropout in [0, 1), ...
+    GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout)
+except ValueError as e:
+    fail(e)
 if wandb_log:
     try:
         import wandb
