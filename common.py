@@ -372,6 +372,19 @@ def lock_dir(directory, what='train.py'):
     return f
 
 
+def remove_if_unused(directory, names):
+    """Remove directory if it holds nothing but empty files of these names (a run that stopped at
+    its checks); anything else in it, it is left as it is."""
+    try:
+        entries = os.listdir(directory)
+        if all(e in names and os.path.getsize(os.path.join(directory, e)) == 0 for e in entries):
+            for e in entries:
+                os.remove(os.path.join(directory, e))
+            os.rmdir(directory)
+    except OSError:
+        pass
+
+
 def append_line(fd, line):
     """Append one line to the file open at fd (O_APPEND), whole or not at all: a write cut short
     (a full disk) is undone, so the next line never glues onto half of this one."""

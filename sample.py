@@ -76,7 +76,6 @@ try:
     else:
         fail(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
              f"weights, not {init_from!r}")
-    print(f'tokens: {what}', file=sys.stderr)
     if start.startswith('FILE:'):
         try:
             with open(start[5:], encoding='utf-8') as f:
@@ -92,6 +91,10 @@ except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, br
     fail(str(e))
 if not start_ids:
     fail('the prompt is empty: give at least one token with --start')
+if max(start_ids) >= config.vocab_size:  # a GPT-2 folder with a cut-down vocabulary
+    fail(f'the prompt has token {max(start_ids)}, past the model\'s vocabulary of {config.vocab_size} '
+         f'tokens: write the prompt with tokens the model knows')
+print(f'tokens: {what}', file=sys.stderr)
 if len(start_ids) > config.block_size:
     print(f'warning: the prompt has {len(start_ids)} tokens; the model sees only the last '
           f'{config.block_size} (block_size)', file=sys.stderr)

@@ -10,6 +10,7 @@ Slurm) the same loop spans hosts. Checkpoints (out_dir/ckpt.pkl) resume exactly.
 """
 import fastmalloc  # first: restarts this process with a faster allocator, when one is installed
 
+import atexit
 import difflib
 import json
 import math
@@ -163,6 +164,8 @@ ckpt_path = os.path.join(common.find(out_dir), 'ckpt.pkl')
 out_dir, ckpt = os.path.dirname(ckpt_path), None
 if master:
     try:
+        if not os.path.exists(out_dir):  # a run stopped before it wrote anything leaves no folder
+            atexit.register(common.remove_if_unused, out_dir, ('.lock', 'log.jsonl'))
         lock = common.lock_dir(out_dir)
         common.remove_stale_temporaries(out_dir)  # what saves killed half-way left
         log_fd = os.open(os.path.join(out_dir, 'log.jsonl'), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -273,6 +276,9 @@ try:
             fail(f'{data_dir} has its own vocabulary of {vocab_size} tokens; GPT-2 weights need a dataset '
                  f'tokenized with GPT-2 BPE (prepare_owt.py without --vocab_size)')
         params, gptconf = model.from_pretrained(init_from)
+        if gptconf.vocab_size < 50257:
+            fail(f"{init_from} holds a model of {gptconf.vocab_size} tokens, fewer than GPT-2 BPE's 50,257 "
+                 f'that {data_dir} is tokenized with: start from GPT-2 weights of the full vocabulary')
         gptconf = GPTConfig(**{**asdict(gptconf), 'dropout': dropout})  # only dropout may change
         if block_size < gptconf.block_size:  # model surgery: keep the first block_size positions
             params['wpe'] = params['wpe'][:block_size]
@@ -410,19 +416,21 @@ def device_peak_flops():
     for name, tf in KNOWN_PEAK_TFLOPS.items():
         if name in kind:
             return tf * 1e12
-    # otherwise measure: a large matmul in the compute dtype, best of three
-    a = jnp.ones((1024, 1024), compute_dtype)
+    # otherwise measure: a large matmul in the compute dtype, best of ten (0.2 s on 2 cores; best
+    # of three varied 2x between runs, while work dispatched before it was still running)
+    a = jnp.ones((2048, 2048), compute_dtype)
     mm = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
     mm(a).block_until_ready()
     best = 1e9
-    for _ in range(3):
+    for _ in range(10):
         t0 = time.perf_counter()
         mm(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * 1024 ** 3 / best
+    return 2 * 2048 ** 3 / best
 
 
 flops_per_iter = model.flops_per_token(gptconf) * tokens_per_iter
+jax.block_until_ready(state)  # nothing else running while the peak is measured
 peak_flops = device_peak_flops() * (n_processes if on_cpu else n_devices)  # a CPU's devices share its cores
 
 # ----------------------------------------------------------------------------- checkpoints and log

@@ -301,3 +301,75 @@ def test_transformers_gpt2_tokenizer_encodes_as_tiktoken(tmp_path, gpt2_encoding
         tokenizer = cls.from_pretrained(str(tmp_path / 'hf'))
         assert tokenizer(text)['input_ids'] == expected, cls.__name__
         assert tokenizer.decode(expected) == text and tokenizer.eos_token_id == 50256
+
+
+# ----------------------------------------------------------------------------- a folder as init_from
+
+def gpt2_folder(tmp_path):
+    """tmp_path/hf: export.py's folder of a random 1-layer model with GPT-2's vocabulary -> its params, config."""
+    config = GPTConfig(block_size=16, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
+    save_run(tmp_path / 'out', config, tokenizer={'tokenizer': 'gpt2'})
+    p = export(tmp_path, '--out_dir=out', '--to=hf')
+    assert p.returncode == 0, p.stderr
+    return model.from_pretrained(str(tmp_path / 'hf'))
+
+
+def script(cwd, name, *args):
+    return subprocess.run([sys.executable, str(ROOT / name), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_sample_from_a_gpt2_folder_draws_what_generate_draws(tmp_path, gpt2_bpe):
+    params, config = gpt2_folder(tmp_path)
+    p = script(tmp_path, 'sample.py', '--init_from=hf', '--start= the king', '--num_samples=2',
+               '--max_new_tokens=12', '--seed=5', '--top_k=50', '--dtype=float32')
+    assert p.returncode == 0, p.stderr
+    idx = jnp.tile(jnp.asarray(gpt2_bpe.encode(' the king'))[None], (2, 1))
+    out = np.asarray(model.generate(jax.tree_util.tree_map(jnp.asarray, params), idx, jax.random.key(5), config, 12,
+                                    temperature=0.8, top_k=50, keep_tokens=12))
+    expected = ''.join(gpt2_bpe.decode(row.tolist()) + '\n---------------\n' for row in out)
+    assert p.stdout == expected
+    assert len(set(out[:, -12:].ravel())) > 4  # a real draw, not one token over and over
+
+
+def gpt2_dataset(data_dir, n=4000):
+    """A dataset in GPT-2 BPE as prepare_owt.py writes one (made-up token ids)."""
+    ids = np.random.default_rng(0).integers(0, 50257, n).astype(np.uint16)
+    common.write_dataset(data_dir, {'train.bin': ids[:3000].tofile, 'val.bin': ids[3000:].tofile},
+                         {'tokenizer': 'gpt2', 'vocab_size': 50257})
+
+
+def test_train_from_a_gpt2_folder_starts_from_its_weights(tmp_path, gpt2_bpe):
+    params, config = gpt2_folder(tmp_path)
+    gpt2_dataset(tmp_path / 'data' / 'owt')
+    p = script(tmp_path, 'train.py', '--dataset=owt', '--init_from=hf', '--out_dir=ft', '--batch_size=4',
+               '--block_size=8', '--gradient_accumulation_steps=1', '--max_iters=2', '--eval_interval=2',
+               '--eval_iters=2', '--warmup_iters=0', '--log_interval=1', '--dtype=float32')
+    assert p.returncode == 0, p.stderr
+    assert 'initializing from OpenAI GPT-2 weights: hf' in p.stdout
+    ckpt = common.load_pickle(tmp_path / 'ft' / 'ckpt.pkl')
+    assert ckpt['model_args']['vocab_size'] == 50257 and ckpt['model_args']['block_size'] == 8  # cut to 8 positions
+    np.testing.assert_array_equal(ckpt['params']['wpe'].shape, (8, 16))
+    # two small steps from the folder's weights: close to them, far from a fresh init's
+    moved = np.abs(ckpt['params']['h']['mlp']['c_fc']['weight'] - params['h']['mlp']['c_fc']['weight']).max()
+    assert 0 < moved < 0.02
+
+
+def test_a_gpt2_folder_that_cannot_serve_is_one_error_line(tmp_path, gpt2_bpe):
+    gpt2_dataset(tmp_path / 'data' / 'owt')
+    train = lambda *a: script(tmp_path, 'train.py', '--dataset=owt', '--out_dir=ft', '--max_iters=1', '--block_size=8',
+                              '--batch_size=4', *a)
+    # a folder of a smaller vocabulary than GPT-2 BPE's (transformers' tiny test model)
+    assert_error(train(f'--init_from={FIXTURE}'), "holds a model of 101 tokens, fewer than GPT-2 BPE's 50,257")
+    assert_error(script(tmp_path, 'sample.py', f'--init_from={FIXTURE}', '--start= the king'),
+                 "past the model's vocabulary of 101 tokens")
+    # a cut-off weights file, a folder without one
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'config.json').write_text((FIXTURE / 'config.json').read_text())
+    (broken / 'model.safetensors').write_bytes((FIXTURE / 'model.safetensors').read_bytes()[:5000])
+    assert_error(train('--init_from=broken'), 'broken does not hold a readable GPT-2')
+    assert_error(script(tmp_path, 'sample.py', '--init_from=broken'), 'broken does not hold a readable GPT-2')
+    (broken / 'model.safetensors').unlink()
+    assert_error(train('--init_from=broken'), 'broken lacks model.safetensors')
+    assert not (tmp_path / 'ft').exists()
