@@ -5,8 +5,8 @@ back to the OS and page-faults them in again each step, which makes a step up to
 allocator that keeps freed memory avoids that (the usual CPU advice for PyTorch too). In order:
 mimalloc from the pip wheel cmeel-mimalloc (in requirements.txt, for Linux on x86-64 and ARM),
 else the system's tcmalloc (`apt install libtcmalloc-minimal4`), each set to keep freed memory.
-Measured on 2 cores, ms per step of the main job / of nanoGPT's CPU recipe: glibc 325 / 41,
-tcmalloc 219 / 29.7, mimalloc 197 / 28.4.
+Measured on 2 cores, ms per step of the main job / of nanoGPT's CPU recipe: glibc 184 / 28.0,
+tcmalloc 135 / 26.7, mimalloc 127 / 26.3.
 GPT_MALLOC=tcmalloc, mimalloc or glibc picks one. Importing this module restarts the process (same
 arguments, same process id) at most once; ALLOCATOR then says which allocator is in use.
 """

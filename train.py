@@ -236,14 +236,18 @@ def get_batch(split, rng, n_micro, whole=False):
         ix = rng.integers(len(data) // example_len, size=(n_micro, global_batch)) * example_len
     else:
         ix = rng.integers(len(data) - seq_len, size=(n_micro, global_batch))
-    mine = jax.process_index() * local_batch
-    ix = ix if whole else ix[:, mine:mine + local_batch]
+    ix = ix if whole else own_rows(ix)
     xy = np.stack([data[i:i + seq_len + 1] for i in ix.ravel()]).astype(np.int32)
     xy = xy.reshape(n_micro, ix.shape[1], seq_len + 1)
     x, y = xy[..., :-1], xy[..., 1:].copy()
     if prompt_len > 1:
         y[..., :prompt_len - 1] = -1  # predictions of prompt tokens are not scored
     return x, y
+
+
+def own_rows(a):  # this process's rows of a [n_micro, global_batch, ...] array
+    mine = jax.process_index() * local_batch
+    return a[:, mine:mine + local_batch]
 
 
 def to_devices(x, y):
@@ -387,11 +391,12 @@ eval_step = jax.jit(jax.shard_map(eval_step, mesh=mesh, check_vma=False,
 
 # the same fixed batches at every evaluation (their own stream): curves compare like with like,
 # and the training data stream is untouched
-eval_batches = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters) for split in splits}
+eval_whole = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters, whole=True) for split in splits}
+eval_batches = {split: (own_rows(x), own_rows(y)) for split, (x, y) in eval_whole.items()}
 # what the evaluated targets of all processes decode to: (tokens scored, UTF-8 bytes), for bits per byte
-eval_targets = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters, whole=True)[1] for split in splits}
 eval_bytes = {split: (int((y != -1).sum()), int(token_bytes[y[y != -1]].sum()) if token_bytes is not None else 0)
-              for split, y in eval_targets.items()}
+              for split, (_, y) in eval_whole.items()}
+del eval_whole
 
 
 def estimate_loss():
