@@ -15,6 +15,10 @@ the seconds since the command started at each evaluation from its log. Prints a 
 JSON line with the results.
 """
 import fastmalloc  # first, as train.py: restarts this process with a faster allocator, when installed
+import common
+
+common.exit_on_ctrl_c()
+common.errors_as_one_line()  # a UserError anywhere below: one `error:` line, exit status 1
 
 import json
 import os
@@ -28,8 +32,7 @@ import time
 from functools import partial
 
 import configurator
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import ROOT, UserError
 
 # ----------------------------------------------------------------------------- bench settings
 mode = 'train'  # 'train' (the step), 'time_to_loss' (a whole run) or 'sample'
@@ -45,26 +48,24 @@ bench_keys = {name for name, *_ in configurator.read_settings(__file__)}
 own = [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=')[0] in bench_keys]
 rest = [a for a in sys.argv[1:] if a not in own]
 if any(a in ('-h', '--help') for a in rest):
-    print(__doc__)
-    configurator.configure(globals(), ['--help'])
-configurator.configure(globals(), own, quiet=True)
+    configurator.configure(globals(), ['--help'])  # this docstring and the bench settings; train.py --help: the rest
+configurator.configure(globals(), own, quiet=True, rules={'mode': configurator.Choice('train', 'time_to_loss', 'sample'),
+                                                          'max_new_tokens': configurator.Count(1)})
 
 # train.py's settings, with the same config files and overrides applied
-train_settings = {name: value for name, value, *_ in configurator.read_settings(os.path.join(HERE, 'train.py'))}
-train_settings['__file__'] = os.path.join(HERE, 'train.py')
+train_settings = {name: value for name, value, *_ in configurator.read_settings(os.path.join(ROOT, 'train.py'))}
+train_settings['__file__'] = os.path.join(ROOT, 'train.py')
 run_config = configurator.configure(train_settings, rest, quiet=True)
-if mode not in ('train', 'time_to_loss', 'sample'):
-    sys.exit(f"error: mode must be 'train', 'time_to_loss' or 'sample', not {mode!r}")
 
 if mode == 'time_to_loss':  # the whole command, from the outside, as a user runs it
     out_dir = tempfile.mkdtemp(prefix='bench-')
-    cmd = [sys.executable, os.path.join(HERE, 'train.py'), *rest, f'--out_dir={out_dir}', '--init_from=scratch']
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), *rest, f'--out_dir={out_dir}', '--init_from=scratch']
     env = {k: v for k, v in os.environ.items() if k not in ('LD_PRELOAD', 'GPT_START_TIME')}  # as a new shell
     t0 = time.time()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.time() - t0
     if p.returncode != 0:
-        sys.exit(f'error: train.py failed:\n{p.stderr[-2000:]}')
+        raise UserError(f'train.py failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}')
     evals = [r for r in map(json.loads, open(os.path.join(out_dir, 'log.jsonl'))) if 'val_loss' in r]
     reached = next((r for r in evals if r['val_loss'] <= target), None)
     result = {'mode': mode, 'command': ' '.join(['python', 'train.py', *rest]), 'target': target,
@@ -82,20 +83,24 @@ if mode == 'time_to_loss':  # the whole command, from the outside, as a user run
 import jax  # noqa: E402  (after the subprocess mode, which needs no JAX here)
 import numpy as np  # noqa: E402
 
-import common  # noqa: E402
+import checkpoint  # noqa: E402
+import datafiles  # noqa: E402
+import devices  # noqa: E402
 import model  # noqa: E402
+import tokenizer  # noqa: E402
 from model import GPTConfig  # noqa: E402
 
-common.split_cpu(run_config['batch_size'], run_config['cpu_devices'])  # as train.py, before JAX starts
+devices.setup(run_config['batch_size'], run_config['cpu_devices'])  # as train.py, before JAX starts
 workdir = tempfile.mkdtemp(prefix='bench-')
 data_dir = common.find(os.path.join('data', run_config['dataset']))
 if not os.path.isfile(os.path.join(data_dir, 'train.bin')):
     print(f'{data_dir} not prepared: benchmarking on random GPT-2 tokens instead')
     data_dir = os.path.join(workdir, 'data')
     tokens = np.random.default_rng(0).integers(0, 50257, 2_000_000, dtype=np.uint16)
-    common.write_dataset(data_dir, {f'{split}.bin': tokens.tofile for split in ('train', 'val')}, {'tokenizer': 'gpt2'})
+    datafiles.write_dataset(data_dir, {f'{split}.bin': lambda f: datafiles.write_array(f, tokens) for split in ('train', 'val')},
+                            {'tokenizer': 'gpt2'})
 data_dir = os.path.abspath(data_dir)
-dtype = model.default_dtype() if run_config['dtype'] == 'auto' else run_config['dtype']  # as train.py and sample.py
+dtype, _ = devices.compute_dtype(run_config['dtype'])  # as train.py and sample.py
 result = {'mode': mode, 'device': jax.devices()[0].device_kind, 'n_devices': jax.device_count(),
           **{k: run_config[k] for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size',
                                         'gradient_accumulation_steps', 'dropout', 'optimizer')},
@@ -117,7 +122,7 @@ if mode == 'train':
     if profile:
         os.makedirs('traces', exist_ok=True)
         jax.profiler.start_trace('traces')
-    runpy.run_path(os.path.join(HERE, 'train.py'), run_name='__main__')
+    runpy.run_path(os.path.join(ROOT, 'train.py'), run_name='__main__')
     if profile:
         jax.profiler.stop_trace()
         print('profiler trace written to traces/ (open with TensorBoard or Perfetto)')
@@ -125,25 +130,21 @@ if mode == 'train':
     iters = [r for r in log if 'ms' in r]
     ms = statistics.median(r['ms'] for r in iters[3:])
     tokens_per_iter = iters[-1]['tokens_per_s'] * iters[-1]['ms'] / 1000
-    meta = common.load_pickle(os.path.join(data_dir, 'meta.pkl'))
-    vocab = meta.get('vocab_size', 50304) if meta.get('tokenizer') != 'gpt2' else 50304
-    gconf = GPTConfig(n_layer=run_config['n_layer'], n_head=run_config['n_head'], n_embd=run_config['n_embd'],
-                      block_size=run_config['block_size'], vocab_size=vocab, bias=run_config['bias'])
-    flops = model.flops_per_token(gconf) * tokens_per_iter / (ms / 1000)
+    tflops = statistics.median(r['tflops'] for r in iters[3:])
+    mfu = statistics.median(r['mfu'] for r in iters[3:]) if iters[-1].get('mfu') is not None else None
     result.update(ms_per_iter=round(ms, 2), tokens_per_s=round(tokens_per_iter / (ms / 1000)),
-                  tflops=round(flops / 1e12, 3), mfu=round(statistics.median(r['mfu'] for r in iters[3:]), 4),
+                  tflops=round(tflops, 3), mfu=mfu and round(mfu, 4),
                   compile_s=round((iters[0]['ms'] - ms) / 1000, 2), peak_memory_mb=round(peak_memory_mb()))
 
 elif mode == 'sample':
     import jax.numpy as jnp
     if run_config['init_from'] == 'resume':
-        ckpt = common.load_run(common.find(run_config['out_dir']))
-        config, params = GPTConfig(**ckpt['model_args']), ckpt['params']
+        ckpt, config = checkpoint.load_run(common.find(run_config['out_dir']))
+        params = ckpt['params']
     else:
-        meta = common.load_pickle(os.path.join(data_dir, 'meta.pkl'))
         config = GPTConfig(n_layer=run_config['n_layer'], n_head=run_config['n_head'],
                            n_embd=run_config['n_embd'], block_size=run_config['block_size'],
-                           vocab_size=meta.get('vocab_size', 50304) if meta.get('tokenizer') != 'gpt2' else 50304)
+                           vocab_size=tokenizer.model_vocab_size(datafiles.check_dataset(data_dir)))
         params = model.init_params(config, jax.random.key(0))
     params = jax.tree_util.tree_map(jnp.asarray, params)
     idx = jnp.zeros((num_samples, 1), jnp.int32)

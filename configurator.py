@@ -29,13 +29,20 @@ Errors print one line `error: ...` to stderr and exit with status 1 (no tracebac
 `--help` / `-h` prints the script's docstring and lists every setting with its default and the comment written beside it in
 the script, under the script's own section headings, and exits with status 0.
 read_settings(path) gives the same settings of a script without running it.
+
+Values are checked too, after every override, by one table for all the scripts (RULES below:
+ranges and choices, keyed by the setting's name); a script adds or narrows rules for its own
+settings with configure(g, rules={...}).
 """
 import ast
 import difflib
 import io
 import os
 import sys
+import math
 import tokenize
+
+from common import fail
 
 PLAIN = (bool, int, float, str, type(None))
 # nanoGPT's keys that mean nothing here: accepted with a note, so that its commands still run
@@ -46,15 +53,97 @@ NANOGPT_KEYS = {
 }
 
 
-def _fail(msg):
-    print(f"error: {msg}", file=sys.stderr)
-    raise SystemExit(1)
+# ----------------------------------------------------------------------------- what each setting may be
+
+INT32_MAX = 2 ** 31 - 1  # counts and seeds reach jitted code as 32-bit integers
+FLOAT32_MAX = 3.4e38  # learning rates and the like are float32 there
+
+
+class Count:
+    """A whole number from lo to hi."""
+
+    def __init__(self, lo=0, hi=INT32_MAX):
+        self.lo, self.hi = lo, hi
+
+    def error(self, value):
+        if type(value) is not int:
+            return f"must be a whole number, not {value!r}"
+        if value < self.lo:
+            return f"must be at least {self.lo}, not {value}"
+        if value > self.hi:
+            return f"must be at most {self.hi:,}, not {value:,}"
+
+
+class Number:
+    """A finite number (float32's range) above `above` or at least `at_least`, and below `below`
+    or at most `at_most`; `hint` ends the message."""
+
+    def __init__(self, above=None, at_least=None, below=None, at_most=None, hint=''):
+        self.above, self.at_least, self.below, self.at_most, self.hint = above, at_least, below, at_most, hint
+
+    def error(self, value):
+        bounds = [f"{words} {bound:g}" for words, bound in (("above", self.above), ("at least", self.at_least),
+                                                              ("below", self.below), ("at most", self.at_most))
+                  if bound is not None]
+        what = "a positive number" if bounds == ["above 0"] else "a number " + " and ".join(bounds)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+            return f"must be {what}, not {value!r}"
+        if abs(value) > FLOAT32_MAX:
+            return f"must be {what} within float32's range (up to {FLOAT32_MAX:g}), not {value!r}"
+        if ((self.above is not None and value <= self.above) or (self.at_least is not None and value < self.at_least)
+                or (self.below is not None and value >= self.below) or (self.at_most is not None and value > self.at_most)):
+            return f"must be {what}, not {value!r}" + (f" ({self.hint})" if self.hint else "")
+
+
+class Choice:
+    def __init__(self, *options):
+        self.options = options
+
+    def error(self, value):
+        if value not in self.options:
+            listed = ", ".join(repr(o) for o in self.options[:-1]) + f" or {self.options[-1]!r}"
+            return f"must be {listed}, not {value!r}"
+
+
+DTYPE = Choice("auto", "float32", "bfloat16", "float16")
+RULES = {
+    # sizes and counts
+    **{k: Count(1) for k in ("batch_size", "block_size", "n_layer", "n_head", "n_embd", "eval_interval",
+                             "log_interval", "eval_iters", "gradient_accumulation_steps", "num_samples",
+                             "eval_batch_size", "steps")},
+    **{k: Count(0) for k in ("max_iters", "warmup_iters", "lr_decay_iters", "cooldown_iters", "cpu_devices",
+                             "seed", "max_new_tokens", "max_examples", "show_wrong", "nrow",
+                             "hellaswag_examples")},
+    "top_k": Count(1),
+    # the optimizer
+    "learning_rate": Number(above=0), "muon_lr": Number(above=0),
+    **{k: Number(at_least=0) for k in ("weight_decay", "muon_weight_decay", "min_lr", "grad_clip", "peak_tflops",
+                                       "target")},
+    **{k: Number(at_least=0, below=1) for k in ("beta1", "beta2", "muon_momentum", "dropout")},
+    # sampling
+    "temperature": Number(above=0, hint="--top_k=1 decodes greedily"),
+    "top_p": Number(above=0, at_most=1), "keep_fraction": Number(above=0, at_most=1),
+    # choices
+    "optimizer": Choice("adamw", "muon"), "dtype": DTYPE,
+}
+
+
+def check(config, rules=None, defaults=None):
+    """Exit with one error line for the first setting in config that breaks its rule (RULES,
+    updated by rules). A setting whose default is None may also be None."""
+    rules = {**RULES, **(rules or {})}
+    for key, value in config.items():
+        if key not in rules or (value is None and (defaults or {}).get(key, 0) is None):
+            continue
+        error = rules[key].error(value)
+        if error:
+            fail(f"{key} {error}")
 
 
 def _unknown(key, defaults, where, script):
     close = difflib.get_close_matches(key, list(defaults), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    _fail(f"{where}unknown key '{key}'{hint}; python {script} --help lists the settings")
+    fail(f"{where}unknown key '{key}'{hint}; python {script} --help lists the settings")
 
 
 def _check(key, value, raw, default, where):
@@ -68,7 +157,7 @@ def _check(key, value, raw, default, where):
     if want is float and type(value) is int:
         return float(value)
     expected = "float (or int)" if want is float else want.__name__
-    _fail(f"{where}key '{key}' expects {expected}, got {value!r} ({type(value).__name__})")
+    fail(f"{where}key '{key}' expects {expected}, got {value!r} ({type(value).__name__})")
 
 
 def overridden(g):
@@ -139,9 +228,10 @@ def _print_help(g, defaults):
         print(f"{row:<{row_width}}   {comment}" if comment else row)
 
 
-def configure(g, argv=None, *, quiet=False):
+def configure(g, argv=None, *, quiet=False, rules=None):
     """Apply config files and --key=value overrides from argv (default sys.argv[1:])
-    to the globals dict `g`; return {key: value} of every setting afterwards."""
+    to the globals dict `g`, check every value (RULES, updated by rules); return
+    {key: value} of every setting afterwards."""
     argv = sys.argv[1:] if argv is None else list(argv)
     defaults = {k: v for k, v in g.items() if not k.startswith("_") and isinstance(v, PLAIN)}
     script = os.path.basename(g.get("__file__") or sys.argv[0] or "script.py")
@@ -153,7 +243,7 @@ def configure(g, argv=None, *, quiet=False):
         if not arg.startswith("-"):  # a config file
             path = arg if os.path.isfile(arg) else os.path.join(os.path.dirname(os.path.abspath(g.get("__file__", "."))), arg)
             if not os.path.isfile(path):
-                _fail(f"config file not found: {arg}")
+                fail(f"config file not found: {arg}")
             before = dict(g)
             say(f"Overriding config with {arg}:")
             try:
@@ -168,7 +258,7 @@ def configure(g, argv=None, *, quiet=False):
                     if tb.tb_frame.f_code.co_filename == arg:
                         lineno = tb.tb_lineno
                     tb = tb.tb_next
-                _fail(f"{arg}:{lineno or '?'}: {type(e).__name__}: {getattr(e, 'msg', None) or e}")
+                fail(f"{arg}:{lineno or '?'}: {type(e).__name__}: {getattr(e, 'msg', None) or e}")
             for key, value in list(g.items()):
                 if key.startswith("_") or (key not in defaults and not isinstance(value, PLAIN)):
                     continue  # private helpers, imports, functions
@@ -190,7 +280,7 @@ def configure(g, argv=None, *, quiet=False):
             if key not in defaults:
                 _unknown(key, defaults, "", script)
             if not eq:
-                _fail(f"'{arg}' has no value; use {arg}=True")
+                fail(f"'{arg}' has no value; use {arg}=True")
             try:
                 value = ast.literal_eval(raw)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -199,5 +289,7 @@ def configure(g, argv=None, *, quiet=False):
             changed.add(key)
             say(f"Overriding: {key} = {g[key]!r}")
         else:
-            _fail(f"unrecognized argument '{arg}' (expected config/file.py or --key=value)")
-    return {key: g[key] for key in defaults}
+            fail(f"unrecognized argument '{arg}' (expected config/file.py or --key=value)")
+    config = {key: g[key] for key in defaults}
+    check(config, rules, defaults)
+    return config

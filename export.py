@@ -19,9 +19,12 @@ from dataclasses import asdict
 import jax
 import numpy as np
 
+import checkpoint
 import common
 import configurator
+import files
 import model
+import tokenizer
 from common import UserError
 from model import GPTConfig
 
@@ -32,7 +35,7 @@ force = False  # True: replace a non-empty `to` folder as a whole (what it held 
 # -----------------------------------------------------------------------------
 configurator.configure(globals(), quiet=True)
 
-GPT2_VOCAB = 50257  # GPT-2 BPE's tokens; train.py pads the vocabulary to 50304 for faster matmuls
+GPT2_VOCAB = tokenizer.GPT2_VOCAB
 EOT = '<|endoftext|>'
 PREFIX = 'transformer.'  # GPT2LMHeadModel's names for the GPT; its lm_head is wte (tied), not saved
 # GPTConfig's fields that GPT2Config can say (bias=False: as zero biases); any other is refused
@@ -48,29 +51,12 @@ def tensors(tree):  # a nested dict of arrays -> {('h', 'attn', 'c_attn', 'weigh
 
 def read_checkpoint(run_dir):
     """run_dir/ckpt.pkl -> (its tensors, GPTConfig, the checkpoint), after checking that it is a
-    model of train.py and that transformers' GPT-2 can express it."""
-    ckpt = common.load_run(run_dir)
+    model of train.py (checkpoint.load_run) and that transformers' GPT-2 can express it."""
+    ckpt, config = checkpoint.load_run(run_dir)
     where = os.path.join(run_dir, 'ckpt.pkl')
-    args = ckpt['model_args']
-    if not isinstance(args, dict):
-        raise UserError(f'{where} is not a checkpoint written by train.py (model_args is {type(args).__name__})')
-    if unknown := [f'{k}={v!r}' for k, v in args.items() if k not in EXPRESSIBLE]:
+    if unknown := [f'{k}={v!r}' for k, v in ckpt['model_args'].items() if k not in EXPRESSIBLE]:
         raise UserError(f"{where}: transformers' GPT-2 cannot express the model's {', '.join(unknown)}")
-    try:
-        config = GPTConfig(**args)
-    except (TypeError, ValueError) as e:
-        raise UserError(f'{where} is not a checkpoint written by train.py (model_args: {e})') from None
-    expected = tensors(jax.eval_shape(lambda: model.init_params(config, jax.random.key(0))))
-    params = tensors(ckpt['params'])
-    for key, spec in expected.items():
-        a = params.get(key)
-        if not (isinstance(a, np.ndarray) and a.dtype.kind == 'f' and a.shape == spec.shape):
-            found = 'missing' if a is None else f'{getattr(a, "dtype", type(a).__name__)} {getattr(a, "shape", "")}'
-            raise UserError(f'{where} is not a checkpoint written by train.py: {".".join(key)} is {found}, '
-                            f'expected float32 {spec.shape}')
-    if extra := sorted('.'.join(k) for k in set(params) - set(expected)):
-        raise UserError(f"{where}: transformers' GPT-2 has no place for the model's tensors {', '.join(extra)}")
-    return params, config, ckpt
+    return tensors(ckpt['params']), config, ckpt
 
 
 def gpt2_tensors(params, config, vocab_size):
@@ -159,7 +145,7 @@ def bpe_merges(ranks):
 def gpt2_tokenizer_files(block_size):
     """{file name: text} for transformers' GPT2Tokenizer (and GPT2TokenizerFast), made from
     tiktoken's GPT-2 encoding: vocab.json {token: id}, merges.txt, and the special token."""
-    enc = common.gpt2_encoding()
+    enc = tokenizer.gpt2_encoding()
     if enc.n_vocab != GPT2_VOCAB:
         raise UserError(f"tiktoken's GPT-2 encoding has {enc.n_vocab} tokens, not {GPT2_VOCAB}")
     chars = byte_to_unicode()
@@ -191,7 +177,7 @@ def vocabulary_files(vocab, config):
     """The checkpoint's record of its dataset's vocabulary -> (the vocab_size to export, the id of
     <|endoftext|> or None, {file name: text}, what those files are)."""
     if vocab is None:  # an older train.py recorded none: GPT-2's BPE if the size says so
-        if config.vocab_size not in (GPT2_VOCAB, 50304):
+        if config.vocab_size not in (GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
             return config.vocab_size, None, {}, 'no tokenizer: the checkpoint records no vocabulary (older train.py)'
         vocab = {'tokenizer': 'gpt2'}
     if not isinstance(vocab, dict):
@@ -203,8 +189,7 @@ def vocabulary_files(vocab, config):
     if 'vocab_size' in vocab and vocab.get('tokenizer', 'gpt2') != 'gpt2':  # the dataset's own BPE
         own = own_bpe(vocab['tokenizer'])
         what = f"tiktoken.json: the dataset's own BPE of {vocab['vocab_size']:,} tokens (a tiktoken.Encoding's parts)"
-        files = {'tiktoken.json': json.dumps(own, ensure_ascii=False)}
-        return config.vocab_size, own['special_tokens'].get(EOT), files, what
+        return config.vocab_size, own['special_tokens'].get(EOT), {'tiktoken.json': json.dumps(own, ensure_ascii=False)}, what
     if config.vocab_size < GPT2_VOCAB:  # GPT-2's BPE
         raise UserError(f"the model has {config.vocab_size} token rows, fewer than GPT-2 BPE's {GPT2_VOCAB}")
     what = "vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json: GPT-2's BPE for GPT2Tokenizer"
@@ -229,17 +214,17 @@ def main():
                              ('the current directory', '.')]:
             if os.path.commonpath([dest, os.path.abspath(inside)]) == dest:
                 raise UserError(f'{to} holds {what}: --force=True would delete it; choose another --to')
-    vocab_size, eot_id, files, what = vocabulary_files(ckpt.get('tokenizer'), config)
+    vocab_size, eot_id, vocab_files, what = vocabulary_files(ckpt.get('tokenizer'), config)
     weights = gpt2_tensors(params, config, vocab_size)
 
     from safetensors.numpy import save_file  # only needed here
     try:
-        with common.atomic_folder(dest, replace=force) as tmp:
+        with files.atomic_folder(dest, replace=force) as tmp:
             with open(os.path.join(tmp, 'config.json'), 'w') as f:
                 json.dump(gpt2_config(config, vocab_size, eot_id), f, indent=2)
             # transformers reads only files whose metadata names a framework; 'pt' as it writes them
             save_file(weights, os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
-            for name, text in files.items():
+            for name, text in vocab_files.items():
                 with open(os.path.join(tmp, name), 'w', encoding='utf-8') as f:
                     f.write(text)
     except OSError as e:

@@ -4,10 +4,8 @@ XLA:CPU allocates and frees large buffers at every training step. glibc's malloc
 back to the OS and page-faults them in again each step, which makes a step up to 2x slower; an
 allocator that keeps freed memory avoids that (the usual CPU advice for PyTorch too). In order:
 mimalloc from the pip wheel cmeel-mimalloc (in requirements.txt, for Linux on x86-64 and ARM),
-else the system's tcmalloc (`apt install libtcmalloc-minimal4`), each set to keep freed memory.
-Measured on 2 cores, ms per step of the main job / of nanoGPT's CPU recipe: glibc 184 / 28.0,
-tcmalloc 135 / 26.7, mimalloc 127 / 26.3.
-GPT_MALLOC=tcmalloc, mimalloc or glibc picks one. Importing this module restarts the process (same
+else the system's tcmalloc (`apt install libtcmalloc-minimal4`), each set to keep freed memory
+(measured in the README's Performance section). GPT_MALLOC=tcmalloc, mimalloc or glibc picks one. Importing this module restarts the process (same
 arguments, same process id) at most once; ALLOCATOR then says which allocator is in use.
 """
 import os
@@ -40,6 +38,10 @@ def _restart():
     if 'malloc' in preload:  # already restarted, or the user preloads an allocator of their own
         return next((name for name in SETTINGS if name in preload), 'preloaded: ' + preload)
     wanted = os.environ.get('GPT_MALLOC', '')
+    if wanted not in ('', 'glibc', *SETTINGS):
+        print(f"error: GPT_MALLOC={wanted} names no allocator this project knows: set it to mimalloc, tcmalloc "
+              f"or glibc, or unset it", file=sys.stderr)
+        sys.exit(1)
     folder = os.path.dirname(os.path.abspath(sys.argv[0]))
     if wanted == 'glibc' or not sys.platform.startswith('linux') or folder not in SCRIPT_FOLDERS:
         # only this project's scripts restart: not a test runner or a notebook that imports a module

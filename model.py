@@ -181,9 +181,9 @@ def hidden_states(params, idx, config, dtype, key=None, remat=False):
         p, key = layer
         return block(x, p, B, q_pos, config, dtype, key), None
 
-    # Unrolled layers let XLA fuse across them: much faster steps on XLA:CPU and 1.5x on a GPU for
-    # GPT-2 124M; past a dozen layers compile time would grow with depth, so those loop. With
-    # remat they must loop: across unrolled layers XLA undoes the recomputation.
+    # Unrolled layers let XLA fuse across them (measured faster on XLA:CPU and on a GPU); past a
+    # dozen layers compile time would grow with depth, so those loop. With remat they must loop:
+    # across unrolled layers XLA undoes the recomputation.
     unroll = 1 if remat else min(config.n_layer, 12)
     x, _ = lax.scan(jax.checkpoint(step) if remat else step, x, (params['h'], keys), unroll=unroll)
     return layer_norm(x, params['ln_f'])
@@ -260,7 +260,7 @@ def smallest_top_set(logits, enough):
     # mask of the fewest largest logits of each row [B, V] for which enough(mask) holds, ties
     # included: the top k with enough = 'k kept', the nucleus with enough = 'p of the probability
     # kept'. Found by bisection over float32's 2^32 bit patterns (32 passes): sorting, as lax.top_k
-    # does on XLA:CPU, took longer than the rest of a GPT-2 decode step (73 vs 4 ms)
+    # does on XLA:CPU, took longer than the rest of a GPT-2 decode step
     bits = lax.bitcast_convert_type(jnp.where(logits == 0, 0.0, logits), jnp.uint32)  # -0.0 as 0.0
     keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(1 << 31))  # ordered as the floats
 
@@ -288,7 +288,9 @@ def filter_logits(logits, top_k=None, top_p=None):
 
 
 def sample_logits(logits, key, temperature=1.0, top_k=None, top_p=None):  # [B, V] -> int32 [B]
-    logits = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
+    logits = logits.astype(jnp.float32)
+    # the largest logit goes to 0 first: a tiny temperature then sends the others to -inf, not nan
+    logits = filter_logits((logits - logits.max(-1, keepdims=True)) / temperature, top_k, top_p)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
@@ -422,26 +424,14 @@ def from_pretrained(name_or_dir, base_url=None, cache_dir=None):
 
 # ============================================================================= backend speed-ups
 # Everything below makes the model above faster or leaner on some hardware without changing
-# what it computes (up to rounding); each piece says what it buys, as measured. Shown on a
-# 2-core Xeon with AMX unless said otherwise.
-
-def default_dtype():
-    # bfloat16 on GPUs and on CPUs with bf16 dot-product instructions (AVX512-BF16, AMX), where
-    # bf16 matmuls run 2-4x faster than float32; float32 elsewhere
-    if jax.default_backend() == 'gpu':
-        return 'bfloat16'
-    try:
-        with open('/proc/cpuinfo') as f:
-            return 'bfloat16' if any(flag in f.read() for flag in ('avx512_bf16', 'amx_bf16')) else 'float32'
-    except OSError:  # no /proc: not Linux
-        return 'float32'
-
+# what it computes (up to rounding); each piece says why it is there. The measured figures are
+# in the README's Performance section.
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def matmul(x, w, dtype, transposed_w=False):
     # x @ w (x @ w.T if transposed_w) in `dtype` with float32 accumulation -> float32 [..., N, M].
     # Its own backward runs the two gradient matmuls in `dtype` too: autodiff would give them a
-    # float32 cotangent, so float32 matmuls (the bf16 baby GPT step: 5.4 -> 5.0 s)
+    # float32 cotangent, so float32 matmuls (measured: slower on XLA:CPU)
     w = w.astype(dtype)
     if transposed_w:  # a decode step's few rows: folding the transpose into the dot is cheaper
         w = transpose(w) if x.shape[-2] > 8 else jnp.swapaxes(w, -1, -2)
@@ -469,8 +459,8 @@ matmul.defvjp(lambda x, w, dtype, transposed_w: (matmul(x, w, dtype, transposed_
 def transpose(a):
     # a [..., N, K] -> [..., K, N], materialized. XLA:CPU runs a bf16 dot on its fast (AMX) path
     # only when the left operand contracts over its last axis; it folds a plain transpose into
-    # the dot and falls back to a slow path, but not one that goes through tiles of 8 rows. The
-    # weight gradients then run fast (CPU recipe step: 39 -> 24 ms). GPUs transpose for free.
+    # the dot and falls back to a slow path, but not one that goes through tiles of 8 rows, so the
+    # weight gradients run on the fast path. GPUs and TPUs transpose for free.
     *lead, N, K = a.shape
     if jax.default_backend() != 'cpu' or N % 8:
         return jnp.swapaxes(a, -1, -2)
@@ -480,8 +470,8 @@ def transpose(a):
 def uniform_bits(key, shape):
     # uint16 numbers, uniform in 0..65535: two from each 32-bit draw (half the random bits of
     # jax.random.bernoulli). XLA:CPU runs threefry as passes over whole arrays, several times slower
-    # per number once they fall out of the cache, so on the CPU they come in 1 MB chunks (a
-    # [64, 6, 256, 256] dropout mask: 407 -> 87 ms). The same key gives other numbers elsewhere.
+    # per number once they fall out of the cache, so on the CPU they come in 1 MB chunks. The same
+    # key gives other numbers on other backends.
     n = math.prod(shape)
     words, chunk = (n + 1) // 2, 1 << 18
     if jax.default_backend() == 'cpu' and words > chunk:
@@ -508,8 +498,7 @@ def head_loss(x, wte, targets, dtype, chunk_rows=None):
     # cross_entropy(head(x), targets) for x [N, C], targets [N], in chunks of rows, with a backward
     # that recomputes each chunk's logits: the [N, V] float32 logits (3.3 GB for GPT-2 at batch 16)
     # never exist at once. chunk_rows None: logits over 1 GB go in chunks of at most 256 MB; smaller
-    # ones take the plain path, which is faster (a 50304-token vocabulary, 4096 rows, 2 CPU cores:
-    # 1.9 s plain, 2.2 s in 4 or 13 chunks; temporaries 1939 -> 703 or 509 MiB)
+    # ones take the plain path, which is faster (measured on XLA:CPU)
     N, V = x.shape[0], wte.shape[0]
     if (N * V * 4 <= 1 << 30) if chunk_rows is None else N <= chunk_rows:  # one chunk: plain
         return cross_entropy(matmul(x, wte, dtype, transposed_w=True), targets)

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 
 import common
+import datafiles
+import files
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -65,10 +67,10 @@ def prepare(text, out_dir):
     print(f"train has {len(train_ids):,} tokens")
     print(f"val has {len(val_ids):,} tokens")
     # the text goes with its tokens: a later run, or prepare_owt.py, reads the same text
-    common.write_dataset(out_dir, {"input.txt": lambda f: f.write(text.encode("utf-8")),
-                                   "train.bin": lambda f: f.write(train_ids.tobytes()),
-                                   "val.bin": lambda f: f.write(val_ids.tobytes())},
-                         {"vocab_size": len(stoi), "itos": itos, "stoi": stoi})
+    datafiles.write_dataset(out_dir, {"input.txt": lambda f: f.write(text.encode("utf-8")),
+                                      "train.bin": lambda f: datafiles.write_array(f, train_ids),
+                                      "val.bin": lambda f: datafiles.write_array(f, val_ids)},
+                            {"vocab_size": len(stoi), "itos": itos, "stoi": stoi})
     print(f"wrote input.txt, train.bin, val.bin, meta.pkl to {out_dir}")
 
 
@@ -85,7 +87,7 @@ def main(argv=None):
     if not args.input and not os.path.exists(input_path):  # downloaded once, kept beside the outputs
         print(f"downloading {args.url}")
         try:
-            common.download(args.url, input_path)
+            files.download(args.url, input_path)
         except common.UserError as e:
             raise common.UserError(f"{e}, or pass --input=FILE to use a local text file") from None
     prepare(read_text(input_path), args.out_dir)

@@ -52,14 +52,17 @@ import rustbpe
 from tqdm import tqdm
 
 import common
+import datafiles
+import devices
 from common import UserError
+from files import download
+from tokenizer import bpe_encoding, encoding_byte_lengths
 
 OWT_URL = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/main"
 OWT_SHARDS = 21  # subsets/urlsf_subset00.tar .. urlsf_subset20.tar
 BATCH_BYTES = 1 << 20  # about this much text per task handed to a worker process
 CORPUS_SUFFIXES = (".txt", ".jsonl", ".tar", ".xz")
-# the cores this process may use (fewer than the machine has in a restricted container)
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+CORES = devices.cores()
 
 # GPT-4's pre-split (tiktoken's cl100k_base): unlike GPT-2's, digits go in groups of at most 3
 # (numbers do not use up merges), a word may carry one leading punctuation mark, punctuation
@@ -115,7 +118,7 @@ def remote_size(url):
 def fetch(url, dest):
     """Download url to dest unless dest is already complete, as its size on the server says
     (one HEAD request: a run that has every shard downloads nothing, and without a network it
-    uses them as they are). common.download resumes what an interrupted run left in dest.part."""
+    uses them as they are). files.download resumes what an interrupted run left in dest.part."""
     name = os.path.basename(dest)
     try:
         total = remote_size(url)
@@ -127,7 +130,7 @@ def fetch(url, dest):
     if os.path.exists(dest) and (total is None or os.path.getsize(dest) == total):
         print(f"{name}: already downloaded")
         return
-    common.download(url, dest, what=name)
+    download(url, dest, what=name)
 
 
 # ----------------------------------------------------------------------------
@@ -357,8 +360,8 @@ def tokenize_corpus(files, tokenizer, train_f, val_f, val_fraction, seed, num_pr
     with tqdm(desc="tokenizing", unit="tok", unit_scale=True) as bar:
         tasks = seeded_tasks(files, seed, val_fraction)
         for train, val, counts, last in map_in_order(encode_task, tasks, num_proc, tokenizer):
-            train.tofile(train_f)
-            val.tofile(val_f)
+            datafiles.write_array(train_f, train)
+            datafiles.write_array(val_f, val)
             stats.update(counts)
             last_train_tokens = last or last_train_tokens
             bar.update(len(train) + len(val))
@@ -393,8 +396,8 @@ def read_tail_split(path, val_fraction, stats):
 
 def tokenize_tail(text, n, enc, train_f, val_f, stats):
     """text[:n] to train, text[n:] to val, each part encoded whole, no end-of-text token."""
-    np.array(enc.encode_ordinary(text[:n]), dtype=np.uint16).tofile(train_f)
-    np.array(enc.encode_ordinary(text[n:]), dtype=np.uint16).tofile(val_f)
+    datafiles.write_array(train_f, np.array(enc.encode_ordinary(text[:n]), dtype=np.uint16))
+    datafiles.write_array(val_f, np.array(enc.encode_ordinary(text[n:]), dtype=np.uint16))
     stats.update(train_documents=1, val_documents=1)
 
 
@@ -443,7 +446,7 @@ def check_vocab(enc):
 
 def load_encoding(tokenizer):
     """The tiktoken.Encoding of 'gpt2' or of a trained BPE's parts."""
-    enc = common.bpe_encoding(tokenizer, "the trained BPE")
+    enc = bpe_encoding(tokenizer, "the trained BPE")
     check_vocab(enc)
     return enc
 
@@ -541,9 +544,9 @@ def run(args):
         fill = lambda train_f, val_f: tokenize_corpus(files(), tokenizer, train_f, val_f, val_fraction, args.seed,
                                                       args.num_proc, stats)
         print(f"tokenizing with {args.num_proc} process(es) into {args.out_dir}")
-    meta = {"tokenizer": tokenizer, "vocab_size": enc.n_vocab, "token_bytes": common.encoding_byte_lengths(enc)}
+    meta = {"tokenizer": tokenizer, "vocab_size": enc.n_vocab, "token_bytes": encoding_byte_lengths(enc)}
     t0 = time.time()
-    meta = common.write_dataset(args.out_dir, {("train.bin", "val.bin"): fill}, meta)
+    meta = datafiles.write_dataset(args.out_dir, {("train.bin", "val.bin"): fill}, meta)
     seconds = time.time() - t0
     sizes = {split: meta["files"][f"{split}.bin"] // 2 for split in ("train", "val")}
     stats["train_tokens"], stats["val_tokens"] = sizes["train"], sizes["val"]

@@ -7,6 +7,11 @@
 generated together as one batch: the prompt goes through the model once (into a key-value
 cache), then a compiled loop adds one token per step. One sample streams as it is written.
 """
+import common
+
+common.exit_on_ctrl_c()
+common.errors_as_one_line()  # a UserError anywhere below: one `error:` line, exit status 1
+
 import os
 import sys
 import time
@@ -15,11 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import common
+import checkpoint
 import configurator
+import devices
+import files
 import model
-from common import fail
-from model import GPTConfig
+import tokenizer
+from common import UserError
 
 # ----------------------------------------------------------------------------- settings
 init_from = 'resume'  # 'resume' (out_dir/ckpt.pkl), 'gpt2' .. 'gpt2-xl', or a folder with GPT-2 weights
@@ -32,73 +39,61 @@ top_k = 200  # draw only from the top_k most likely tokens (>= the vocabulary: n
 top_p = 1.0  # nucleus sampling: only from the most likely tokens that make up this probability (1.0: off)
 keep_fraction = 0.75  # past block_size the context moves on to this fraction of it (1.0: nanoGPT's window)
 seed = 1337
-dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs and CPUs with bf16 instructions
+dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs, TPUs and CPUs with bf16 instructions
 # -----------------------------------------------------------------------------
-configurator.configure(globals(), quiet=True)  # stdout carries only the samples
-
-if num_samples < 1 or max_new_tokens < 0:
-    fail(f'num_samples must be at least 1 and max_new_tokens at least 0, not {num_samples} and {max_new_tokens}')
-if temperature <= 0:
-    fail(f'temperature must be > 0, got {temperature} (use --top_k=1 for greedy decoding)')
-if top_k < 1:
-    fail(f'top_k must be >= 1, got {top_k}')
-if not 0 < top_p <= 1:
-    fail(f'top_p must be in (0, 1], got {top_p}')
-if not 0 < keep_fraction <= 1:
-    fail(f'keep_fraction must be in (0, 1], got {keep_fraction}')
-if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
-    fail(f"dtype must be 'float32', 'bfloat16', 'float16' or 'auto', not {dtype!r}")
-dtype = model.default_dtype() if dtype == 'auto' else dtype
-
+configurator.configure(globals(), quiet=True)  # stdout carries only the samples; each value checked
+dtype, _ = devices.compute_dtype(dtype)
 # Compiling the sampling loop takes seconds, longer than sampling a small model: the compiled
 # code is kept on disk (JAX does not cache a loop that streams, num_samples=1).
-common.cache_compilations()
+devices.cache_compilations()
 
 # ----------------------------------------------------------------------------- model and tokenizer
-try:
-    if init_from == 'resume':
-        ckpt = common.load_run(common.find(out_dir))
-        config = GPTConfig(**ckpt['model_args'])
-        params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
-        vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
-        if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
-            dataset = str(ckpt['config'].get('dataset'))
-            meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)), 'meta.pkl')
-            if os.path.exists(meta_path):
-                vocab = common.load_pickle(meta_path)
-            elif config.vocab_size not in (50257, 50304):
-                fail(f'{meta_path} not found: the checkpoint was trained on {dataset}, whose vocabulary '
-                     f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
-        encode, decode_bytes, what = common.tokenizer(vocab or {}, f'{out_dir}/ckpt.pkl')
-    elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
+if init_from == 'resume':
+    ckpt, config = checkpoint.load_run(common.find(out_dir))
+    params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
+    vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
+    if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
+        dataset = str(ckpt['config'].get('dataset'))
+        meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)), 'meta.pkl')
+        if os.path.exists(meta_path):
+            vocab = files.load_pickle(meta_path)
+        elif config.vocab_size not in (tokenizer.GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
+            raise UserError(f'{meta_path} not found: the checkpoint was trained on {dataset}, whose vocabulary '
+                            f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
+    tok = tokenizer.from_meta(vocab or {}, f'{out_dir}/ckpt.pkl')
+elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
+    try:
         params, config = model.from_pretrained(init_from)
-        encode, decode_bytes, what = common.tokenizer({}, init_from)
-    else:
-        fail(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
-             f"weights, not {init_from!r}")
-    if start.startswith('FILE:'):
-        try:
-            with open(start[5:], encoding='utf-8') as f:
-                start = f.read()
-        except OSError as e:
-            fail(f'cannot read the prompt file {start[5:]}: {e.strerror}')
-        except UnicodeDecodeError as e:
-            fail(f'the prompt file {start[5:]} is not UTF-8 text (bad byte at offset {e.start})')
-    start_ids = encode(start)
-except common.UserError as e:
-    fail(e)
-except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
-    fail(str(e))
+    except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
+        raise UserError(e)
+    tok = tokenizer.from_folder(init_from) if os.path.isdir(init_from) else tokenizer.from_meta({}, init_from)
+else:
+    raise UserError(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
+                    f"weights, not {init_from!r}")
+if start.startswith('FILE:'):
+    try:
+        with open(start[5:], encoding='utf-8') as f:
+            start = f.read()
+    except OSError as e:
+        raise UserError(f'cannot read the prompt file {start[5:]}: {e.strerror}')
+    except UnicodeDecodeError as e:
+        raise UserError(f'the prompt file {start[5:]} is not UTF-8 text (bad byte at offset {e.start})')
+start_ids = tok.encode(start)
 if not start_ids:
-    fail('the prompt is empty: give at least one token with --start')
+    raise UserError('the prompt is empty: give at least one token with --start')
 if max(start_ids) >= config.vocab_size:  # a GPT-2 folder with a cut-down vocabulary
-    fail(f'the prompt has token {max(start_ids)}, past the model\'s vocabulary of {config.vocab_size} '
-         f'tokens: write the prompt with tokens the model knows')
-print(f'tokens: {what}', file=sys.stderr)
+    raise UserError(f'the prompt has token {max(start_ids)}, past the model\'s vocabulary of {config.vocab_size} '
+                    f'tokens: write the prompt with tokens the model knows')
+print(f'tokens: {tok.what}', file=sys.stderr)
 if len(start_ids) > config.block_size:
     print(f'warning: the prompt has {len(start_ids)} tokens; the model sees only the last '
           f'{config.block_size} (block_size)', file=sys.stderr)
     start_ids = start_ids[-config.block_size:]
+# the KV cache, the tokens and the logits of all samples at once, beside the weights
+cache_bytes = 2 * config.n_layer * num_samples * config.block_size * config.n_embd * jnp.dtype(dtype).itemsize
+devices.check_fits(cache_bytes + 4 * num_samples * (max_new_tokens + config.vocab_size) + 4 * model.num_params(params),
+                   jax.devices()[0], f'sampling {num_samples:,} x {max_new_tokens:,} tokens',
+                   'lower num_samples or max_new_tokens')
 
 # ----------------------------------------------------------------------------- generate
 
@@ -109,8 +104,8 @@ class Streamer:
     def __init__(self):
         self.pending = b''
 
-    def __call__(self, tok):
-        self.pending += decode_bytes(np.asarray(tok)[:1])
+    def __call__(self, tok_ids):
+        self.pending += tok.decode_bytes(np.asarray(tok_ids)[:1])
         try:
             text = self.pending.decode('utf-8')
         except UnicodeDecodeError:
@@ -135,9 +130,9 @@ try:
     out = np.asarray(out)
     dt = time.time() - t0
     for row in out:
-        print('' if streaming else decode_bytes(row).decode('utf-8', errors='replace'))
+        print('' if streaming else tok.decode(row))
         print('---------------', flush=True)
 except BrokenPipeError:  # the reader stopped early (| head): that is fine
     common.quiet_broken_pipe()
-print(f'{num_samples} x {max_new_tokens} new tokens in {dt:.2f}s ({num_samples * max_new_tokens / dt:,.0f} tokens/s, '
-      f'including compilation or reading it from the cache)', file=sys.stderr)
+print(f'{num_samples} x {max_new_tokens} new tokens in {dt:.2f}s ({num_samples * max_new_tokens / max(dt, 1e-9):,.0f} '
+      f'tokens/s, including compilation or reading it from the cache)', file=sys.stderr)

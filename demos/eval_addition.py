@@ -18,6 +18,7 @@ import numpy as np
 
 import common
 import configurator
+import devices
 from common import fail
 from scoring import accuracy, load_model_and_data
 
@@ -30,16 +31,10 @@ max_examples = 0  # 0 = every example of the split
 show_wrong = 5  # how many wrong examples to print
 # system
 batch_size = 500  # examples per generate call
-dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+dtype = 'float32'  # compute dtype: 'float32', 'bfloat16', 'float16', or 'auto' (as train.py)
 # -----------------------------------------------------------------------------
-configurator.configure(globals())
-
-if split not in ('val', 'train'):
-    fail(f"split must be 'val' or 'train', not {split!r}")
-if batch_size < 1 or max_examples < 0 or show_wrong < 0:
-    fail('batch_size must be at least 1, max_examples and show_wrong at least 0')
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    fail(f"dtype must be 'float32', 'bfloat16' or 'float16', not {dtype!r}")
+configurator.configure(globals(), rules={'split': configurator.Choice('val', 'train')})  # each value checked
+dtype, _ = devices.compute_dtype(dtype)
 
 # ----------------------------------------------------------------------------- model and data
 out_dir = common.find(out_dir)

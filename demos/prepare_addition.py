@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import numpy as np
 
 import common
+import datafiles
 
 MAX_DIGITS = 3  # 4 digits would be 10^8 pairs (2.6 GB of tokens)
 
@@ -109,7 +110,7 @@ def main(argv=None):
         "digits": n,
     }
 
-    common.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
+    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
                                         "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
 
     print(f"{n}-digit addition: {num_pairs:,} pairs, example_len {3 * n + 1} tokens "

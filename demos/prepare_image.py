@@ -27,6 +27,8 @@ import zlib
 import numpy as np
 
 import common
+import datafiles
+import files
 
 DEFAULT_BASE_URL = "https://www.cs.toronto.edu/~kriz"
 BASE_URL_ENV = "CIFAR10_BASE_URL"
@@ -46,7 +48,7 @@ def load_batch(tar, name):
         raise common.UserError(f"the archive has no {name}: is it the CIFAR-10 python version ({ARCHIVE})?") from None
     # a plain pickle.load would run whatever callable a tampered batch names (os.system, ...);
     # the batches were written by Python 2: encoding="bytes" reads their str keys as bytes
-    batch = common.load_pickle(name, file=f, encoding="bytes")
+    batch = files.load_pickle(name, file=f, encoding="bytes")
     data = batch.get(b"data") if isinstance(batch, dict) else None
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
         raise common.UserError(f"{name}: expected a dict with b'data' = uint8 array [N, 3072]")
@@ -199,7 +201,7 @@ def write_png(path, rgb):
     rows = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)  # filter byte 0 per row
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
-    with common.atomic_write(path) as f:
+    with files.atomic_write(path) as f:
         f.write(png)
 
 
@@ -243,7 +245,7 @@ def main(argv=None):
         else:
             base_url = args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
             try:
-                common.download(f"{base_url.rstrip('/')}/{ARCHIVE}", archive)
+                files.download(f"{base_url.rstrip('/')}/{ARCHIVE}", archive)
             except common.UserError as e:
                 raise common.UserError(f"{e}; offline, fetch {ARCHIVE} elsewhere and pass "
                                        f"--input=PATH/{ARCHIVE}") from None
@@ -271,7 +273,7 @@ def main(argv=None):
     quantised = tokens_to_pixels(splits["train"][:64], palette, args.size)
     mse = float(((quantised.astype(np.float32) - train[:64]) ** 2).mean())
 
-    common.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
+    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
                                         "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
     write_png(os.path.join(args.out_dir, "preview.png"), image_grid(quantised, nrow=8))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 import common
 import configurator
+import devices
 import model
 from common import fail
 from prepare_image import image_grid, tokens_to_pixels, write_png
@@ -44,19 +45,10 @@ seed = 1337  # the same seed draws the same images
 eval = False  # print the mean val.bin loss (nats per token) before sampling
 eval_batch_size = 64  # images per loss batch
 # system
-dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+dtype = 'float32'  # compute dtype: 'float32', 'bfloat16', 'float16', or 'auto' (as train.py)
 # -----------------------------------------------------------------------------
-configurator.configure(globals())
-
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    fail(f"dtype must be 'float32', 'bfloat16' or 'float16', not {dtype!r}")
-if num_samples < 0 or batch_size < 1 or eval_batch_size < 1 or nrow < 0 or temperature <= 0:
-    fail('num_samples and nrow must be >= 0, batch_size and eval_batch_size >= 1, temperature > 0')
-if top_k is not None and (type(top_k) is not int or top_k < 1):
-    fail(f'top_k must be a positive integer or None, not {top_k!r}')
-if top_p is not None and (type(top_p) not in (int, float) or not 0 < top_p <= 1):
-    fail(f'top_p must be in (0, 1] or None, not {top_p!r}')
-compute_dtype = jnp.dtype(dtype)
+configurator.configure(globals(), rules={'num_samples': configurator.Count(0)})  # each value checked
+compute_dtype = jnp.dtype(devices.compute_dtype(dtype)[0])
 
 # ----------------------------------------------------------------------------- model and data
 out_dir = common.find(out_dir)

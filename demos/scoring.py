@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import checkpoint
 import common
+import datafiles
 import model
 from prepare_addition import decode_example, decode_sum
 
@@ -16,15 +18,14 @@ def load_model_and_data(out_dir, dataset, prepare, train):
     unless dataset names another -> (ckpt, GPTConfig, data_dir, meta). prepare and train are the
     commands that make what is missing, for the error messages (UserError)."""
     try:
-        ckpt = common.load_run(common.find(out_dir))
+        ckpt, config = checkpoint.load_run(common.find(out_dir))
     except common.UserError as e:
         raise common.UserError(f'{e}; to train one: {prepare} && {train}') from None
-    config = model.GPTConfig(**ckpt['model_args'])
     if dataset:
         data_dir = common.find(os.path.join('data', dataset))
     else:
         data_dir = ckpt['config'].get('data_dir') or common.find(os.path.join('data', str(ckpt['config'].get('dataset'))))
-    return ckpt, config, data_dir, common.check_dataset(data_dir, prepare)
+    return ckpt, config, data_dir, datafiles.check_dataset(data_dir, prepare)
 
 
 def accuracy(params, config, examples, n, batch_size, dtype=jnp.float32):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+import datafiles
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 CHARS_TEXT = 'ROMEO: hello, world.\nJULIET: goodbye.\n' * 300
@@ -17,7 +18,7 @@ def char_dataset(data_dir, text=CHARS_TEXT, val_from=9000):
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
     ids = np.array([stoi[c] for c in text], np.uint16)
-    common.write_dataset(data_dir, {'train.bin': ids[:val_from].tofile, 'val.bin': ids[val_from:].tofile},
+    datafiles.write_dataset(data_dir, {'train.bin': ids[:val_from].tofile, 'val.bin': ids[val_from:].tofile},
                          {'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi})
 
 

@@ -14,6 +14,8 @@ import pytest
 import tiktoken
 
 import common
+import files
+import tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=8',
@@ -55,7 +57,7 @@ def cafe(tmp_path_factory):
 
 
 def test_train_and_sample_with_a_bpe_of_its_own_even_where_it_splits_a_character(cafe):
-    meta = common.load_pickle(cafe / 'data' / 'cafe' / 'meta.pkl')
+    meta = files.load_pickle(cafe / 'data' / 'cafe' / 'meta.pkl')
     bpe = tiktoken.Encoding('cafe', **meta['tokenizer'])  # tiktoken alone rebuilds it
     pieces = [bpe.decode_single_token_bytes(t) for t in bpe.encode_ordinary(PHRASE)]
     assert b'a\xc3' in pieces and b'\xafve' in pieces  # "ï" = c3 af, split over two tokens
@@ -110,8 +112,8 @@ def test_bpb_counts_the_bytes_of_exactly_the_scored_tokens(tmp_path, tokens, req
     flags = ['--vocab_size=300'] if tokens == 'own' else []
     p = run('prepare_owt.py', '--input=c', '--out_dir=data/mix', *flags, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    meta = common.load_pickle(tmp_path / 'data' / 'mix' / 'meta.pkl')
-    enc = common.bpe_encoding(meta['tokenizer'], 'meta.pkl')
+    meta = files.load_pickle(tmp_path / 'data' / 'mix' / 'meta.pkl')
+    enc = tokenizer.bpe_encoding(meta['tokenizer'], 'meta.pkl')
     val = np.fromfile(tmp_path / 'data' / 'mix' / 'val.bin', np.uint16).tolist()
     assert enc.decode(val) == val_doc + '<|endoftext|>'  # the last document, moved to val
     assert enc.decode(val[:1]) == '\n'

@@ -165,19 +165,19 @@ def test_returns_final_config():
 
 
 def test_string_default_keeps_text():
-    g = settings()
-    run(g, "--wandb_run_name=123", "--out_dir=1e3", "--dtype=None")
+    g = settings(note="")
+    run(g, "--wandb_run_name=123", "--out_dir=1e3", "--note=None")
     assert g["wandb_run_name"] == "123"
     assert g["out_dir"] == "1e3"  # exactly as written, not '1000.0'
-    assert g["dtype"] == "None"
+    assert g["note"] == "None"
 
 
 def test_none_default_accepts_anything():
     for raw, value in [("200", 200), ("0.5", 0.5), ("True", True), ("abc", "abc"),
                        ("None", None), ("(1, 2)", (1, 2))]:
-        g = settings()
-        run(g, f"--top_k={raw}")
-        assert g["top_k"] == value and type(g["top_k"]) is type(value)
+        g = settings(anything=None)
+        run(g, f"--anything={raw}")
+        assert g["anything"] == value and type(g["anything"]) is type(value)
 
 
 def test_flag_without_value_errors(capsys):

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import common
+import datafiles
+import files
 import model
 import prepare_addition
 import scoring
@@ -211,7 +213,7 @@ def test_val_loss_is_the_mean_over_every_scored_token(prompt_len):
 def save_untrained_run(out_dir, config, dataset):
     """A checkpoint as train.py writes one, of an untrained model: enough to reach every check."""
     params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
-    common.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
+    files.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
                                               'config': {'dataset': dataset}})
 
 
@@ -224,25 +226,25 @@ def demo_dir(tmp_path_factory):
     save_untrained_run(d / 'out-addition', GPTConfig(block_size=6, vocab_size=10, n_layer=1, n_head=2, n_embd=16),
                        'addition')
     images = tiny_images(np.random.default_rng(0), 8)
-    common.write_dataset(str(d / 'data' / 'tinyimg'), {'train.bin': lambda f: f.write(images.tobytes()),
+    datafiles.write_dataset(str(d / 'data' / 'tinyimg'), {'train.bin': lambda f: f.write(images.tobytes()),
                                                        'val.bin': lambda f: f.write(images.tobytes())},
                          {'vocab_size': len(PALETTE) + 1, 'example_len': 1 + SIZE * SIZE, 'prompt_len': 1,
                           'palette': PALETTE, 'image_size': SIZE, 'start_token': len(PALETTE)})
     save_untrained_run(d / 'out-image', GPTConfig(block_size=64, vocab_size=5, n_layer=1, n_head=2, n_embd=16),
                        'tinyimg')
 
-    common.save_pickle(d / 'foreign' / 'ckpt.pkl', {'something': 'else'})
+    files.save_pickle(d / 'foreign' / 'ckpt.pkl', {'something': 'else'})
     (d / 'hostile').mkdir()
     (d / 'hostile' / 'ckpt.pkl').write_bytes(pickle.dumps(RunsAShellCommand(f'touch {d / "pwned"}')))
     (d / 'broken').mkdir()
     (d / 'broken' / 'ckpt.pkl').write_bytes(b'not a pickle')
-    common.write_dataset(str(d / 'data' / 'chars'), {'train.bin': lambda f: f.write(b'\0\0' * 100),
+    datafiles.write_dataset(str(d / 'data' / 'chars'), {'train.bin': lambda f: f.write(b'\0\0' * 100),
                                                      'val.bin': lambda f: f.write(b'\0\0' * 10)},
                          {'vocab_size': 1, 'itos': {0: 'a'}, 'stoi': {'a': 0}})
     shutil.copytree(d / 'data' / 'chars', d / 'data' / 'evil')
     (d / 'data' / 'evil' / 'meta.pkl').write_bytes(pickle.dumps(RunsAShellCommand(f'touch {d / "pwned"}')))
     shutil.copytree(d / 'data' / 'addition', d / 'data' / 'halfway')
-    (d / 'data' / 'halfway' / common.INCOMPLETE).write_text('')
+    (d / 'data' / 'halfway' / datafiles.INCOMPLETE).write_text('')
     return d
 
 
@@ -258,7 +260,7 @@ def demo_dir(tmp_path_factory):
     ('eval_addition', ['--out_dir=out-image', '--dataset=addition'], ['not a model of 2-digit sums', 'out_dir of an adder']),
     ('eval_addition', ['--split=test'], ["split must be 'val' or 'train', not 'test'"]),
     ('eval_addition', ['--batch_size=0'], ['batch_size must be at least 1']),
-    ('eval_addition', ['--dtype=float64'], ["dtype must be 'float32', 'bfloat16' or 'float16'"]),
+    ('eval_addition', ['--dtype=float64'], ["dtype must be 'auto', 'float32', 'bfloat16' or 'float16'"]),
     ('eval_addition', ['--batch_sise=8'], ["unknown key 'batch_sise' (did you mean 'batch_size'?)"]),
     ('eval_addition', ['--batch_size=many'], ["key 'batch_size' expects int"]),
     ('sample_image', ['--out_dir=nowhere'], ['no checkpoint at nowhere/ckpt.pkl', 'python demos/prepare_image.py']),
@@ -268,11 +270,11 @@ def demo_dir(tmp_path_factory):
     ('sample_image', ['--dataset=addition'], ['data/addition is not an image dataset', 'python demos/prepare_image.py']),
     ('sample_image', ['--dataset=evil'], ['data/evil/meta.pkl: refusing to load posix.system']),
     ('sample_image', ['--out_dir=out-addition', '--dataset=tinyimg'], ['not a model of 8x8 images', 'out_dir of an image model']),
-    ('sample_image', ['--top_k=0'], ['top_k must be a positive integer or None']),
-    ('sample_image', ['--top_p=2.0'], ['top_p must be in (0, 1] or None']),
-    ('sample_image', ['--temperature=0'], ['temperature > 0']),
-    ('sample_image', ['--num_samples=-1'], ['num_samples and nrow must be >= 0']),
-    ('sample_image', ['--dtype=float64'], ["dtype must be 'float32', 'bfloat16' or 'float16'"]),
+    ('sample_image', ['--top_k=0'], ['top_k must be at least 1, not 0']),
+    ('sample_image', ['--top_p=2.0'], ['top_p must be a number above 0 and at most 1, not 2.0']),
+    ('sample_image', ['--temperature=0'], ['temperature must be a positive number, not 0']),
+    ('sample_image', ['--num_samples=-1'], ['num_samples must be at least 0, not -1']),
+    ('sample_image', ['--dtype=float64'], ["dtype must be 'auto', 'float32', 'bfloat16' or 'float16'"]),
 ])
 def test_bad_inputs_exit_1_with_one_line(demo_dir, script, flags, words):
     p = run(demo_dir, f'demos/{script}.py', *flags, timeout=120)

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 import common
+import datafiles
+import files
 from helpers import assert_one_error_line
 import prepare_addition
 import prepare_image
@@ -34,7 +36,7 @@ def run_script(script, *args, env=None):
 
 
 def read_dataset(out_dir):
-    meta = common.check_dataset(str(out_dir), "the demo's prepare script")  # complete, sizes as recorded
+    meta = datafiles.check_dataset(str(out_dir), "the demo's prepare script")  # complete, sizes as recorded
     n = meta["example_len"]
     train = np.fromfile(Path(out_dir) / "train.bin", dtype=np.uint16)
     val = np.fromfile(Path(out_dir) / "val.bin", dtype=np.uint16)
@@ -227,7 +229,7 @@ def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
     assert meta["vocab_size"] == 9 and meta["start_token"] == 8
     assert meta["example_len"] == 1025 and meta["prompt_len"] == 1 and meta["image_size"] == 32
     assert meta["palette"].dtype == np.uint8 and meta["palette"].shape == (8, 3)
-    assert common.load_pickle(out / "meta.pkl")["image_size"] == 32  # plain containers: the restricted loader reads it
+    assert files.load_pickle(out / "meta.pkl")["image_size"] == 32  # plain containers: the restricted loader reads it
     assert (len(train), len(val)) == (15, 4)
     # the start token opens every example and appears nowhere else
     assert (train[:, 0] == 8).all() and (val[:, 0] == 8).all()
@@ -375,13 +377,13 @@ def test_cifar_batches_load_with_the_restricted_unpickler_which_refuses_os_syste
     data = np.arange(12, dtype=np.uint8).reshape(2, 6)
     for protocol in (3, 4, 5):
         raw = pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=protocol)
-        loaded = common.load_pickle("batch", file=io.BytesIO(raw), encoding="bytes")
+        loaded = files.load_pickle("batch", file=io.BytesIO(raw), encoding="bytes")
         np.testing.assert_array_equal(loaded[b"data"], data)
     # the real batches were written by numpy 1.x (numpy.core) and Python 2 (str keys, read as bytes)
-    batch = common.load_pickle("batch", file=io.BytesIO(cifar_batch_pickle(synthetic_images(0, 2))), encoding="bytes")
+    batch = files.load_pickle("batch", file=io.BytesIO(cifar_batch_pickle(synthetic_images(0, 2))), encoding="bytes")
     assert batch[b"data"].shape == (2, 3072) and batch[b"batch_label"] == b"synthetic"
     with pytest.raises(common.UserError, match="batch: refusing to load posix.system"):
-        common.load_pickle("batch", file=io.BytesIO(pickle.dumps({b"data": RunsAShellCommand("true")})), encoding="bytes")
+        files.load_pickle("batch", file=io.BytesIO(pickle.dumps({b"data": RunsAShellCommand("true")})), encoding="bytes")
 
 
 # ----------------------------------------------------------------------------- tokens -> pictures -> PNG

@@ -15,7 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import checkpoint
 import common
+import datafiles
+import files
+import tokenizer
 from helpers import train_char_model
 import model
 from model import GPTConfig
@@ -39,7 +43,7 @@ def random_params(config, seed=0):
 def save_run(out_dir, config, params=None, **extra):
     """A checkpoint as train.py writes it (the parts export.py reads) -> its params."""
     params = random_params(config) if params is None else params
-    common.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config), 'iter_num': 7,
+    files.save_pickle(out_dir / 'ckpt.pkl', {'params': params, 'model_args': asdict(config), 'iter_num': 7,
                                               'config': {'dataset': 'test'}, **extra})
     return params
 
@@ -68,7 +72,7 @@ def logits(params, config):  # of token ids that every vocabulary here has
 @pytest.fixture(scope='module')
 def gpt2_encoding():
     try:
-        return common.gpt2_encoding()
+        return tokenizer.gpt2_encoding()
     except common.UserError:
         pytest.skip("GPT-2's BPE files are not at hand: set TIKTOKEN_CACHE_DIR to a folder that holds them")
 
@@ -212,7 +216,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert_error(export(tmp_path, '--out_dir=broken', '--to=hf'),
                  'h.attn.c_attn.weight is float32 (2, 32, 8), expected float32 (2, 32, 96)')
     # models that transformers' GPT-2 cannot express: a setting it has no field for, an untied head
-    common.save_pickle(tmp_path / 'rotary' / 'ckpt.pkl', {'params': random_params(CFG), 'config': {},
+    files.save_pickle(tmp_path / 'rotary' / 'ckpt.pkl', {'params': random_params(CFG), 'config': {},
                                                           'model_args': {**asdict(CFG), 'rotary': True}})
     assert_error(export(tmp_path, '--out_dir=rotary', '--to=hf'), "cannot express the model's rotary=True")
     save_run(tmp_path / 'untied', CFG, {**random_params(CFG), 'lm_head': np.zeros((37, 32), np.float32)})
@@ -241,8 +245,8 @@ def test_non_empty_folder_needs_force_and_is_then_replaced_whole(tmp_path):
 
 
 KILLED_WRITER = '''
-import os, signal, sys, common
-with common.atomic_folder(sys.argv[1], replace=True) as tmp:
+import os, signal, sys, files
+with files.atomic_folder(sys.argv[1], replace=True) as tmp:
     open(os.path.join(tmp, 'config.json'), 'w').write('new')
     os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of writing the folder
 '''
@@ -258,11 +262,11 @@ def test_a_killed_export_leaves_the_old_folder_or_none(tmp_path):
         assert p.returncode == -signal.SIGKILL
         assert (dest / 'config.json').read_text() == before if before else not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.hf.')]  # the killed writer's
-    with common.atomic_folder(dest, replace=True) as tmp:  # the next write removes what it left
+    with files.atomic_folder(dest, replace=True) as tmp:  # the next write removes what it left
         (Path(tmp) / 'config.json').write_text('new')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['hf'] and (dest / 'config.json').read_text() == 'new'
     with pytest.raises(ZeroDivisionError):  # an error in the middle: nothing written, nothing left
-        with common.atomic_folder(tmp_path / 'other') as tmp:
+        with files.atomic_folder(tmp_path / 'other') as tmp:
             (Path(tmp) / 'config.json').write_text('x')
             1 / 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['hf']
@@ -278,7 +282,7 @@ def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
     assert p.returncode == 0, p.stderr
     hf, info = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / 'hf'), output_loading_info=True)
     assert not any(info.values()), info  # no missing, unexpected or mismatched tensors
-    ckpt = common.load_run(tmp_path / 'out')
+    ckpt, _ = checkpoint.load_run(tmp_path / 'out')
     config = GPTConfig(**ckpt['model_args'])
     idx = np.array([[stoi[c] for c in 'ROMEO: hello, world.\nJULIET: go']])
     with torch.no_grad():
@@ -335,7 +339,7 @@ def test_sample_from_a_gpt2_folder_draws_what_generate_draws(tmp_path, gpt2_bpe)
 def gpt2_dataset(data_dir, n=4000):
     """A dataset in GPT-2 BPE as prepare_owt.py writes one (made-up token ids)."""
     ids = np.random.default_rng(0).integers(0, 50257, n).astype(np.uint16)
-    common.write_dataset(data_dir, {'train.bin': ids[:3000].tofile, 'val.bin': ids[3000:].tofile},
+    datafiles.write_dataset(data_dir, {'train.bin': ids[:3000].tofile, 'val.bin': ids[3000:].tofile},
                          {'tokenizer': 'gpt2', 'vocab_size': 50257})
 
 
@@ -347,7 +351,7 @@ def test_train_from_a_gpt2_folder_starts_from_its_weights(tmp_path, gpt2_bpe):
                '--eval_iters=2', '--warmup_iters=0', '--log_interval=1', '--dtype=float32')
     assert p.returncode == 0, p.stderr
     assert 'initializing from OpenAI GPT-2 weights: hf' in p.stdout
-    ckpt = common.load_pickle(tmp_path / 'ft' / 'ckpt.pkl')
+    ckpt = files.load_pickle(tmp_path / 'ft' / 'ckpt.pkl')
     assert ckpt['model_args']['vocab_size'] == 50257 and ckpt['model_args']['block_size'] == 8  # cut to 8 positions
     np.testing.assert_array_equal(ckpt['params']['wpe'].shape, (8, 16))
     # two small steps from the folder's weights: close to them, far from a fresh init's

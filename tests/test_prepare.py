@@ -22,6 +22,8 @@ import pytest
 import tiktoken
 
 import common
+import datafiles
+import files
 from helpers import assert_one_error_line
 import prepare_char
 import prepare_owt
@@ -143,8 +145,8 @@ def made_up_documents(n, seed=0):
 # prepare_char.py
 
 def read_char_dataset(out_dir):
-    """The text train.bin + val.bin decode to, after common.check_dataset has found the set complete."""
-    meta = common.check_dataset(str(out_dir), "python prepare_char.py")
+    """The text train.bin + val.bin decode to, after datafiles.check_dataset has found the set complete."""
+    meta = datafiles.check_dataset(str(out_dir), "python prepare_char.py")
     ids = np.concatenate([np.fromfile(Path(out_dir) / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
     return "".join(meta["itos"][i] for i in ids.tolist())
 
@@ -158,7 +160,7 @@ def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(tiny_shakespeare, 
     text = tiny_shakespeare.read_text(encoding="utf-8")
     train = np.fromfile(tmp_path / "sc" / "train.bin", dtype=np.uint16)
     val = np.fromfile(tmp_path / "sc" / "val.bin", dtype=np.uint16)
-    meta = common.check_dataset(str(tmp_path / "sc"), "python prepare_char.py")
+    meta = datafiles.check_dataset(str(tmp_path / "sc"), "python prepare_char.py")
     assert set(meta) == {"vocab_size", "itos", "stoi", "files"} and meta["vocab_size"] == 65
     assert list(meta["stoi"]) == sorted(set(text))
     assert all(meta["itos"][i] == ch for ch, i in meta["stoi"].items())
@@ -282,7 +284,7 @@ def test_char_killed_between_renames_is_refused_then_repaired(made_up_text, tmp_
     # the new train.bin beside the old val.bin and meta.pkl: refused, with the fix
     assert len(np.fromfile(tmp_path / "ds" / "train.bin", dtype=np.uint16)) == int(len(new) * 0.9)
     with pytest.raises(common.UserError, match="left half-written by an interrupted prepare script: run it again"):
-        common.check_dataset(str(tmp_path / "ds"), "python prepare_char.py")
+        datafiles.check_dataset(str(tmp_path / "ds"), "python prepare_char.py")
     # running it again repairs it
     again = run_script("prepare_char.py", "--input=new.txt", "--out_dir=ds", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -316,7 +318,7 @@ def test_char_full_disk_leaves_the_old_dataset_and_no_temporaries(made_up_text, 
     with pytest.raises(SystemExit) as e:
         common.run_main(prepare_char.main, [f"--input={tmp_path / 'new.txt'}", f"--out_dir={out}"])
     assert e.value.code == 1 and len(opened) == 2
-    assert capsys.readouterr().err == f"error: could not write the dataset in {out} (No space left on device)\n"
+    assert capsys.readouterr().err == f"error: could not write the dataset in {out} (the disk is full)\n"
     # the old dataset, whole and loadable; no temporaries, no marker
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
     assert read_char_dataset(out) == old
@@ -456,7 +458,7 @@ def test_owt_gpt2_dataset_has_a_meta_with_the_bytes_of_each_token(tmp_path, enc)
     result = run_script("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "meta.pkl (GPT-2's BPE)" in result.stdout
-    meta = common.check_dataset(tmp_path / "out", "")  # complete, and read with the restricted unpickler
+    meta = datafiles.check_dataset(tmp_path / "out", "")  # complete, and read with the restricted unpickler
     assert (meta["tokenizer"], meta["vocab_size"]) == ("gpt2", 50257)
     token_bytes = meta["token_bytes"]
     assert len(token_bytes) == 50257 and token_bytes[EOT] == 0
@@ -469,7 +471,7 @@ def test_owt_gpt2_dataset_has_a_meta_with_the_bytes_of_each_token(tmp_path, enc)
 
 def own_bpe(out_dir):
     """meta.pkl of a dataset with its own BPE, and that BPE as tiktoken rebuilds it."""
-    meta = common.load_pickle(out_dir / "meta.pkl")
+    meta = files.load_pickle(out_dir / "meta.pkl")
     return meta, tiktoken.Encoding("own", **meta["tokenizer"])
 
 
@@ -601,9 +603,9 @@ def test_write_dataset_fills_several_files_in_one_pass_or_leaves_the_old_set(tmp
         assert train_f.read() == bytes([0, 0, 1, 1, 2, 2])
 
     out = tmp_path / "d"
-    meta = common.write_dataset(out, {("train.bin", "val.bin"): fill, "notes.txt": lambda f: f.write(b"x")}, {"k": 1})
+    meta = datafiles.write_dataset(out, {("train.bin", "val.bin"): fill, "notes.txt": lambda f: f.write(b"x")}, {"k": 1})
     assert meta == {"k": 1, "files": {"train.bin": 6, "val.bin": 6, "notes.txt": 1}}
-    assert common.check_dataset(out, "") == meta
+    assert datafiles.check_dataset(out, "") == meta
     assert (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2]) and (out / "val.bin").read_bytes() == b"v" * 6
 
     def fails(train_f, val_f):
@@ -611,9 +613,9 @@ def test_write_dataset_fills_several_files_in_one_pass_or_leaves_the_old_set(tmp
         raise common.UserError("stopped half-way")
 
     with pytest.raises(common.UserError, match="half-way"):
-        common.write_dataset(out, {("train.bin", "val.bin"): fails}, {"k": 2})
+        datafiles.write_dataset(out, {("train.bin", "val.bin"): fails}, {"k": 2})
     assert sorted(os.listdir(out)) == ["meta.pkl", "notes.txt", "train.bin", "val.bin"]  # no temporaries
-    assert common.check_dataset(out, "") == meta and (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2])
+    assert datafiles.check_dataset(out, "") == meta and (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2])
 
 
 # ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import common
+import files
 from helpers import train_char_model
 import model
 from model import GPTConfig
@@ -177,7 +178,7 @@ def test_file_prompt(char_run):
 def test_bpe_checkpoint_uses_gpt2_tokens(gpt2_bpe, tmp_path):
     config = GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
     params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
-    common.save_pickle(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
+    files.save_pickle(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
                                                          'config': {'dataset': 'openwebtext'}})
     p = sample(tmp_path, '--out_dir=out', '--start=Hello world<|endoftext|>', '--num_samples=2',
                '--max_new_tokens=8')
@@ -189,12 +190,12 @@ def test_bad_inputs(char_run):
     p = sample(char_run, '--out_dir=out', '--start=ROMEO{Ω}')
     assert p.returncode == 1 and "outside the vocabulary: '{}Ω'" in p.stderr
     p = sample(char_run, '--out_dir=out', '--temperature=0.0')
-    assert p.returncode == 1 and 'temperature must be > 0' in p.stderr
+    assert p.returncode == 1 and 'temperature must be a positive number' in p.stderr
     p = sample(char_run, '--out_dir=out', '--top_k=0')
-    assert p.returncode == 1 and 'top_k must be >= 1' in p.stderr
+    assert p.returncode == 1 and 'top_k must be at least 1' in p.stderr
     for bad in ('0.0', '1.5'):
         p = sample(char_run, '--out_dir=out', f'--keep_fraction={bad}')
-        assert p.returncode == 1 and f'keep_fraction must be in (0, 1], got {float(bad)}' in p.stderr
+        assert p.returncode == 1 and f'keep_fraction must be a number above 0 and at most 1, not {float(bad)}' in p.stderr
     p = sample(char_run, '--out_dir=nowhere')
     assert p.returncode == 1 and 'no checkpoint at nowhere/ckpt.pkl' in p.stderr
     (char_run / 'foreign').mkdir()
@@ -202,8 +203,8 @@ def test_bad_inputs(char_run):
         pickle.dump({'something': 'else'}, f)
     p = sample(char_run, '--out_dir=foreign')
     assert p.returncode == 1 and 'not a checkpoint written by train.py' in p.stderr
-    ckpt = common.load_pickle(char_run / 'out' / 'ckpt.pkl')
-    common.save_pickle(char_run / 'empty' / 'ckpt.pkl', {**ckpt, 'tokenizer': {'vocab_size': 0, 'itos': {}, 'stoi': {}}})
+    ckpt = files.load_pickle(char_run / 'out' / 'ckpt.pkl')
+    files.save_pickle(char_run / 'empty' / 'ckpt.pkl', {**ckpt, 'tokenizer': {'vocab_size': 0, 'itos': {}, 'stoi': {}}})
     p = sample(char_run, '--out_dir=empty')
     assert p.returncode == 1 and 'holds no vocabulary' in p.stderr
     for bad in ('--num_samples=0', '--dtype=float64', '--max_new_tokens=-1'):
@@ -231,9 +232,9 @@ def test_sample_from_another_directory_uses_the_checkpoints_own_vocabulary(char_
 
 
 def test_old_checkpoint_without_its_dataset_is_an_error_not_gpt2_text(char_run):
-    ckpt = common.load_pickle(char_run / 'out' / 'ckpt.pkl')
+    ckpt = files.load_pickle(char_run / 'out' / 'ckpt.pkl')
     del ckpt['tokenizer'], ckpt['config']['data_dir']  # as train.py wrote them before it kept the vocabulary
-    common.save_pickle(char_run / 'old' / 'ckpt.pkl', ckpt)
+    files.save_pickle(char_run / 'old' / 'ckpt.pkl', ckpt)
     p = sample(char_run, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5')
     assert p.returncode == 0 and 'character vocabulary of 24' in p.stderr  # found in data/chars
     (char_run / 'data' / 'chars' / 'meta.pkl').unlink()

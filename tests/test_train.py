@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 import common
+import datafiles
+import files
 import configurator
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
@@ -34,7 +36,7 @@ def workdir(tmp_path):
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
     ids = np.array([stoi[c] for c in text], np.uint16)
-    common.write_dataset(tmp_path / 'data' / 'tiny', {'train.bin': ids[:90_000].tofile, 'val.bin': ids[90_000:].tofile},
+    datafiles.write_dataset(tmp_path / 'data' / 'tiny', {'train.bin': ids[:90_000].tofile, 'val.bin': ids[90_000:].tofile},
                          {'vocab_size': len(chars), 'itos': dict(enumerate(chars)), 'stoi': stoi})
     return tmp_path
 
@@ -122,8 +124,8 @@ def test_resume_continues_bit_exactly(workdir):
     straight, split = train_losses(workdir / 'straight'), train_losses(workdir / 'split')
     assert list(split) == list(range(1, 13))
     assert [split[i] for i in range(6, 13)] == [straight[i] for i in range(6, 13)]  # bit for bit
-    a = common.load_pickle(workdir / 'straight' / 'ckpt.pkl')
-    b = common.load_pickle(workdir / 'split' / 'ckpt.pkl')
+    a = files.load_pickle(workdir / 'straight' / 'ckpt.pkl')
+    b = files.load_pickle(workdir / 'split' / 'ckpt.pkl')
     assert a['iter_num'] == b['iter_num'] == 12
     np.testing.assert_array_equal(a['params']['wte'], b['params']['wte'])
 
@@ -150,16 +152,16 @@ def test_ctrl_c_saves_a_checkpoint(workdir):
     p.send_signal(signal.SIGINT)
     out = p.communicate(timeout=120)[0]
     assert p.returncode == 130, out
-    ckpt = common.load_pickle(workdir / 'out' / 'ckpt.pkl')
+    ckpt = files.load_pickle(workdir / 'out' / 'ckpt.pkl')
     assert ckpt['iter_num'] >= 3
 
 
 def test_interrupted_checkpoint_write_leaves_previous_loadable(tmp_path):
     path = tmp_path / 'ckpt.pkl'
-    common.save_pickle(path, {'iter_num': 1, 'w': np.ones(3, np.float32)})
+    files.save_pickle(path, {'iter_num': 1, 'w': np.ones(3, np.float32)})
     # a writer killed in the middle of writing a large checkpoint over it
-    code = ('import sys, numpy as np, common; '
-            'common.save_pickle(sys.argv[1], {"iter_num": 2, "w": np.zeros(400_000_000, np.float32)})')
+    code = ('import sys, numpy as np, files; '
+            'files.save_pickle(sys.argv[1], {"iter_num": 2, "w": np.zeros(400_000_000, np.float32)})')
     p = subprocess.Popen([sys.executable, '-c', code, str(path)], cwd=ROOT)
     deadline = time.time() + 60
     while not list(tmp_path.glob('.ckpt.pkl*.tmp')) and time.time() < deadline:
@@ -167,7 +169,7 @@ def test_interrupted_checkpoint_write_leaves_previous_loadable(tmp_path):
     time.sleep(0.2)
     p.kill()
     p.wait()
-    assert common.load_pickle(path)['iter_num'] == 1
+    assert files.load_pickle(path)['iter_num'] == 1
 
 
 class Foreign:
@@ -181,7 +183,7 @@ def test_foreign_pickle_is_refused(workdir):
     with open(out / 'ckpt.pkl', 'wb') as f:
         pickle.dump({'params': Foreign()}, f)
     with pytest.raises(common.UserError, match='refusing to load posix.system'):
-        common.load_pickle(out / 'ckpt.pkl')
+        files.load_pickle(out / 'ckpt.pkl')
     p = run(workdir, '--out_dir=out', '--init_from=resume', check=False)
     assert p.returncode == 1 and 'refusing to load posix.system' in p.stderr
     assert 'pwned' not in p.stdout and 'Traceback' not in p.stderr
@@ -191,7 +193,7 @@ def test_clear_errors(workdir):
     p = run(workdir, '--lerning_rate=1', check=False)
     assert p.returncode == 1 and "did you mean 'learning_rate'" in p.stderr
     p = run(workdir, '--dropout=1.5', check=False)
-    assert p.returncode == 1 and 'dropout must be at least 0 and below 1, not 1.5' in p.stderr
+    assert p.returncode == 1 and 'dropout must be a number at least 0 and below 1, not 1.5' in p.stderr
     p = run(workdir, '--dataset=nope', check=False)
     assert p.returncode == 1 and 'data/nope/train.bin not found' in p.stderr and 'prepare' in p.stderr
     p = run(workdir, '--init_from=resume', '--out_dir=empty', check=False)
@@ -220,7 +222,7 @@ def test_muon_trains_and_two_devices_equal_one(workdir):
     np.testing.assert_allclose([two[i] for i in one], list(one.values()), rtol=2e-5)
     val = val_losses(workdir / 'one')
     assert val[20] < val[0] - 0.7  # it learns
-    ckpt = common.load_pickle(workdir / 'one' / 'ckpt.pkl')
+    ckpt = files.load_pickle(workdir / 'one' / 'ckpt.pkl')
     assert ckpt['config']['optimizer'] == 'muon'
     # the state is Muon's and AdamW's: a momentum for each block matrix, and Adam's two moments
     # for the rest (optax's partition keeps masked placeholders where a part has no state)
@@ -235,7 +237,7 @@ def test_muon_resume_continues_bit_exactly(workdir):
     run(workdir, '--out_dir=split', '--max_iters=10', '--init_from=resume', *flags)
     straight, split = train_losses(workdir / 'straight'), train_losses(workdir / 'split')
     assert [split[i] for i in range(6, 11)] == [straight[i] for i in range(6, 11)]
-    a, b = (common.load_pickle(workdir / d / 'ckpt.pkl') for d in ('straight', 'split'))
+    a, b = (files.load_pickle(workdir / d / 'ckpt.pkl') for d in ('straight', 'split'))
     for x, y in zip(a['opt_state'], b['opt_state']):  # the optimizer state round-trips exactly
         np.testing.assert_array_equal(x, y)
     p = run(workdir, '--out_dir=split', '--max_iters=12', '--init_from=resume', check=False)  # AdamW now
@@ -272,12 +274,12 @@ def test_optimizer_uses_the_logged_learning_rate(workdir):
     # the weights move by exactly the learning rate the optimizer used
     run(workdir, '--out_dir=a', '--max_iters=1', '--eval_interval=1', '--warmup_iters=3',
         '--lr_decay_iters=6', '--weight_decay=0.0', '--grad_clip=0.0', '--always_save_checkpoint=True')
-    first = common.load_pickle(workdir / 'a' / 'ckpt.pkl')['params']['h']['mlp']['c_fc']['weight']
+    first = files.load_pickle(workdir / 'a' / 'ckpt.pkl')['params']['h']['mlp']['c_fc']['weight']
     lr = logged_lrs(workdir / 'a')[1]
     import jax
     import model
     cfg = model.GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32,
-                          vocab_size=common.load_pickle(workdir / 'data/tiny/meta.pkl')['vocab_size'])
+                          vocab_size=files.load_pickle(workdir / 'data/tiny/meta.pkl')['vocab_size'])
     init = np.asarray(model.init_params(cfg, jax.random.key(1337))['h']['mlp']['c_fc']['weight'])
     moved = np.abs(first - init)
     assert np.median(moved) == pytest.approx(lr, rel=1e-3)
@@ -298,13 +300,13 @@ def test_scratch_run_refuses_to_replace_a_checkpoint(workdir):
     assert p.returncode == 1 and '--init_from=resume' in p.stderr and '--overwrite=True' in p.stderr
     assert (workdir / 'out' / 'ckpt.pkl').read_bytes() == before
     run(workdir, '--out_dir=out', '--max_iters=4', '--eval_interval=4', '--overwrite=True')
-    assert common.load_pickle(workdir / 'out' / 'ckpt.pkl')['iter_num'] == 4
+    assert files.load_pickle(workdir / 'out' / 'ckpt.pkl')['iter_num'] == 4
 
 
 def test_the_last_iterations_are_evaluated_and_saved(workdir):
     p = run(workdir, '--out_dir=out', '--max_iters=15', '--eval_interval=100')
     assert sorted(val_losses(workdir / 'out')) == [0, 15]
-    assert common.load_pickle(workdir / 'out' / 'ckpt.pkl')['iter_num'] == 15
+    assert files.load_pickle(workdir / 'out' / 'ckpt.pkl')['iter_num'] == 15
     # the closing summary
     assert 'done: 15 iterations' in p.stdout and 'best val loss' in p.stdout
     assert 'out/ckpt.pkl holds the model of iter 15' in p.stdout
@@ -314,8 +316,8 @@ def test_the_last_iterations_are_evaluated_and_saved(workdir):
 
 def test_a_diverging_run_does_not_overwrite_the_best_checkpoint(workdir):
     run(workdir, '--out_dir=out', '--max_iters=5', '--eval_interval=5')
-    ckpt = common.load_pickle(workdir / 'out' / 'ckpt.pkl')
-    common.save_pickle(workdir / 'out' / 'ckpt.pkl', {**ckpt, 'best_val_loss': ckpt['best_val_loss'] - 2.0})
+    ckpt = files.load_pickle(workdir / 'out' / 'ckpt.pkl')
+    files.save_pickle(workdir / 'out' / 'ckpt.pkl', {**ckpt, 'best_val_loss': ckpt['best_val_loss'] - 2.0})
     before = (workdir / 'out' / 'ckpt.pkl').read_bytes()
     # the next evaluation sees a val loss 2 nats above the best so far: diverged, finite
     p = run(workdir, '--out_dir=out', '--max_iters=10', '--eval_interval=5', '--init_from=resume', check=False)
@@ -354,13 +356,13 @@ def test_stale_temporaries_and_a_half_written_log_line_are_cleaned(workdir):
 
 def test_a_log_line_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     fd = os.open(tmp_path / 'log.jsonl', os.O_RDWR | os.O_CREAT | os.O_APPEND)
-    common.append_line(fd, '{"iter": 1}\n')
+    files.append_line(fd, '{"iter": 1}\n')
     real_write = os.write
     monkeypatch.setattr(os, 'write', lambda fd, data: real_write(fd, data[:5]))  # the disk fills up
     with pytest.raises(OSError):
-        common.append_line(fd, '{"iter": 2, "loss": 3.0}\n')
+        files.append_line(fd, '{"iter": 2, "loss": 3.0}\n')
     monkeypatch.setattr(os, 'write', real_write)
-    common.append_line(fd, '{"iter": 3}\n')
+    files.append_line(fd, '{"iter": 3}\n')
     os.close(fd)
     assert (tmp_path / 'log.jsonl').read_text() == '{"iter": 1}\n{"iter": 3}\n'
 
@@ -375,13 +377,13 @@ def test_resume_with_other_model_settings_names_both_values(workdir):
                         '--gradient_accumulation_steps=1', '--dtype=float32'],
                        cwd=workdir, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert common.load_pickle(workdir / 'out' / 'ckpt.pkl')['model_args']['n_layer'] == 2
+    assert files.load_pickle(workdir / 'out' / 'ckpt.pkl')['model_args']['n_layer'] == 2
 
 
 def test_train_finds_the_projects_data_from_another_directory(workdir, tmp_path_factory):
     project = tmp_path_factory.mktemp('project')  # a copy of the project with its data inside
-    for f in ('train.py', 'model.py', 'common.py', 'configurator.py', 'fastmalloc.py', 'plot.py'):
-        (project / f).write_bytes((ROOT / f).read_bytes())
+    for f in ROOT.glob('*.py'):  # the scripts and the modules they import
+        (project / f.name).write_bytes(f.read_bytes())
     (project / 'data').mkdir()
     os.rename(workdir / 'data' / 'tiny', project / 'data' / 'tiny')
     elsewhere = tmp_path_factory.mktemp('elsewhere')
@@ -414,9 +416,9 @@ def hostile_pickle(path):
     (['--eval_iters=0'], None, 'eval_iters must be at least 1'),
     (['--n_embd=100', '--n_head=3'], None, 'n_embd (100) must be a multiple of n_head (3)'),
     (['--learning_rate=-1'], None, 'learning_rate must be a positive number'),
-    (['--max_iters=-5'], None, 'max_iters must not be negative'),
-    (['--beta2=1.5'], None, 'beta2 must be at least 0 and below 1'),
-    (['--dtype=float64'], None, "dtype must be 'float32', 'bfloat16', 'float16' or 'auto'"),
+    (['--max_iters=-5'], None, 'max_iters must be at least 0'),
+    (['--beta2=1.5'], None, 'beta2 must be a number at least 0 and below 1'),
+    (['--dtype=float64'], None, "dtype must be 'auto', 'float32', 'bfloat16' or 'float16'"),
     (['--optimizer=sgd'], None, "optimizer must be 'adamw' or 'muon'"),
     (['--init_from=resmue'], None, "(did you mean 'resume'?)"),
     (['--block_size=200000'], None, 'fewer than a sequence of block_size + 1'),
@@ -432,9 +434,9 @@ def hostile_pickle(path):
 def test_bad_inputs_get_one_error_line(workdir, args, setup, words):
     d = workdir / 'data'
     if setup == 'empty':
-        common.write_dataset(d / 'empty', {'train.bin': lambda f: None, 'val.bin': lambda f: None}, {'vocab_size': 3})
+        datafiles.write_dataset(d / 'empty', {'train.bin': lambda f: None, 'val.bin': lambda f: None}, {'vocab_size': 3})
     elif setup == 'odd':
-        common.write_dataset(d / 'odd', {'train.bin': lambda f: f.write(b'abc'), 'val.bin': lambda f: f.write(b'abc')},
+        datafiles.write_dataset(d / 'odd', {'train.bin': lambda f: f.write(b'abc'), 'val.bin': lambda f: f.write(b'abc')},
                              {'vocab_size': 3})
     elif setup in ('garbage', 'hostile'):
         (d / setup).mkdir()
@@ -448,7 +450,7 @@ def test_bad_inputs_get_one_error_line(workdir, args, setup, words):
         (workdir / 'afile').write_text('not a folder')
     elif setup == 'edited':
         (workdir / 'edited').mkdir()
-        common.save_pickle(workdir / 'edited' / 'ckpt.pkl', {'params': {}, 'iter_num': 3})
+        files.save_pickle(workdir / 'edited' / 'ckpt.pkl', {'params': {}, 'iter_num': 3})
     elif setup == 'no_wandb':
         (workdir / 'wandb.py').write_text('raise ImportError("no wandb here")\n')  # shadows any installed one
     elif setup == 'broken':
@@ -464,7 +466,7 @@ def test_bad_inputs_get_one_error_line(workdir, args, setup, words):
 def test_char_checkpoint_resumed_on_a_bpe_dataset_names_the_vocabularies(workdir):
     run(workdir, '--out_dir=out', '--max_iters=2', '--eval_interval=2')
     ids = np.random.default_rng(0).integers(0, 50257, 5000, dtype=np.uint16)
-    common.write_dataset(workdir / 'data' / 'bpe', {'train.bin': ids.tofile, 'val.bin': ids.tofile}, {'tokenizer': 'gpt2'})
+    datafiles.write_dataset(workdir / 'data' / 'bpe', {'train.bin': ids.tofile, 'val.bin': ids.tofile}, {'tokenizer': 'gpt2'})
     p = run(workdir, '--out_dir=out', '--init_from=resume', '--dataset=bpe', check=False)
     assert p.returncode == 1 and 'a vocabulary of' in p.stderr and '50304' in p.stderr and '--dataset=tiny' in p.stderr
 
