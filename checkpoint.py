@@ -8,14 +8,17 @@ best_val_loss, data_rng_state (the data stream's position), elapsed (seconds of 
 the dataset's identity and its vocabulary ('tokenizer').
 """
 import atexit
+import difflib
 import math
 import os
+from dataclasses import asdict
 
 import jax
 import numpy as np
 
 import files
 import model
+import tokenizer
 from common import UserError
 
 
@@ -91,6 +94,15 @@ class RunDir:
             why = 'the disk is full' if e.errno == 28 else e.strerror
             raise UserError(f'could not write {self.ckpt_path} ({why}); {self.on_disk()}') from None
         self.saved = (ckpt['iter_num'], val_loss)
+
+
+def check_sane(val_loss, best_val_loss, iter_num, on_disk):
+    """A checkpoint is written only from a sane state: a non-finite val loss, or one far above
+    the best so far (a diverging run), stops the run without saving."""
+    if not math.isfinite(val_loss) or val_loss > best_val_loss + 1.0:
+        what = 'not finite' if not math.isfinite(val_loss) else f'far above the best, {best_val_loss:.4f}'
+        raise UserError(f'val loss {val_loss:.4f} at iter {iter_num} is {what}: the run diverges; stopping without '
+                        f'saving: {on_disk()}. Lower learning_rate')
 
 
 def would_replace(ckpt_path, init_from, overwrite, eval_only):
@@ -191,8 +203,11 @@ def check_opt_state(leaves, expected, where):
                             f'resume with the settings it was trained with')
 
 
-def check_same_dataset(ckpt, identity, data_dir, where):
+def check_same_dataset(ckpt, identity, vocab_size, data_dir, where):
     """A run resumes on the dataset it was trained on: the same vocabulary and the same files."""
+    if ckpt['model_args']['vocab_size'] != vocab_size:
+        raise UserError(f'{where} has a vocabulary of {ckpt["model_args"]["vocab_size"]} tokens but {data_dir} one of '
+                        f'{vocab_size}: resume on the dataset it was trained on (--dataset={ckpt["config"].get("dataset")})')
     saved = ckpt.get('dataset')
     if not isinstance(saved, dict):  # an older checkpoint: only the vocabulary's size can be compared
         return
@@ -204,3 +219,32 @@ def check_same_dataset(ckpt, identity, data_dir, where):
         raise UserError(f'{where} was trained on {saved.get("name")!r} ({tokens(saved.get("files"))}), '
                         f'not on the text in {data_dir} ({tokens(identity["files"])}): resume on the same data, '
                         f'or start a new run in another out_dir')
+
+
+def gpt2_to_finetune(init_from, meta, data_dir, block_size, dropout):
+    """OpenAI's GPT-2 weights (a size, downloaded once, or a folder) to train on a dataset of GPT-2
+    BPE -> (params, GPTConfig) with this run's dropout, and cut to block_size positions when
+    that is shorter than GPT-2's (model surgery)."""
+    if not tokenizer.is_gpt2(meta):
+        raise UserError(f'{data_dir} has its own vocabulary of {meta["vocab_size"]} tokens; GPT-2 weights need a '
+                        f'dataset tokenized with GPT-2 BPE (prepare_owt.py without --vocab_size)')
+    try:
+        params, config = model.from_pretrained(init_from)
+    except (ValueError, OSError, RuntimeError) as e:  # missing, broken, or not downloadable
+        raise UserError(e) from None
+    if config.vocab_size < tokenizer.GPT2_VOCAB:
+        raise UserError(f"{init_from} holds a model of {config.vocab_size} tokens, fewer than GPT-2 BPE's "
+                        f'{tokenizer.GPT2_VOCAB:,} that {data_dir} is tokenized with: start from GPT-2 weights of '
+                        f'the full vocabulary')
+    if block_size < config.block_size:
+        params['wpe'] = params['wpe'][:block_size]
+    return params, model.GPTConfig(**{**asdict(config), 'dropout': dropout, 'block_size': min(block_size, config.block_size)})
+
+
+def check_init_from(init_from, own):
+    """init_from is one of `own` ('scratch', 'resume'), a GPT-2 size, or a folder."""
+    if init_from in (*own, *model.GPT2_SIZES) or os.path.isdir(init_from):
+        return
+    close = difflib.get_close_matches(init_from, [*own, *model.GPT2_SIZES], n=1)
+    raise UserError(f"init_from must be {', '.join(repr(o) for o in own)}, one of {', '.join(model.GPT2_SIZES)} or a "
+                    f"folder with GPT-2 weights, not {init_from!r}" + (f" (did you mean '{close[0]}'?)" if close else ''))

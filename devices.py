@@ -17,6 +17,13 @@ def cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
+def cpu_device_count(batch_size, cpu_devices, cores):
+    """The CPU devices a process's batch is split over: as many as split it evenly, up to one per
+    core (at most 8), or up to cpu_devices when that is set."""
+    most = cpu_devices or min(cores, 8)
+    return max(d for d in range(1, most + 1) if batch_size % d == 0)
+
+
 def setup(batch_size=1, cpu_devices=0):
     """Before JAX starts: a CPU backend gets one device per core (at most cpu_devices, 0: up to 8)
     among those that split batch_size evenly, so that train.py runs data parallel over them as over
@@ -26,8 +33,7 @@ def setup(batch_size=1, cpu_devices=0):
     decides the CPU devices instead."""
     import jax
     if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-        most = cpu_devices or min(cores(), 8)
-        n = max(d for d in range(1, most + 1) if batch_size % d == 0)
+        n = cpu_device_count(batch_size, cpu_devices, cores())
         if jax.config.jax_num_cpu_devices != n:  # (bench.py sets it before it runs train.py)
             jax.config.update('jax_num_cpu_devices', n)
     cache_compilations()
@@ -124,34 +130,39 @@ PEAK_TFLOPS = [
 ]
 
 
-def peak_flops(device_kind, backend, dtype, measure, tflops_setting=0.0):
-    """(peak FLOP/s of one device, where the figure comes from) for MFU, or (None, None).
-    A setting wins; then the data-sheet table; an accelerator missing from it gets a measured
-    large matmul (a lower bound on its peak: MFU then reads high); a CPU gets none, because its
-    bf16 throughput varies with the shapes and with whatever else the machine runs (the same run
-    showed 33% to 76% against a timed matmul)."""
+def peak_flops(dtype, tflops_setting=0.0, device_kind=None, backend=None, n_devices=None, measure=None):
+    """(peak FLOP/s of all the devices, where the figure comes from) for MFU, or (None, None) on a
+    CPU. A setting wins; then the data-sheet table; an accelerator missing from it gets a measured
+    large matmul (a lower bound on its peak: MFU then reads high). A CPU gets none: its bf16
+    throughput varies with the shapes and with whatever else the machine runs (one run showed
+    33% to 76% against a timed matmul). device_kind, backend and n_devices default to JAX's."""
+    import jax
+    device_kind = device_kind or jax.devices()[0].device_kind
+    backend = backend or jax.default_backend()
+    # a CPU's devices share its cores: its peak is per process
+    n = n_devices or (jax.process_count() if backend == 'cpu' else jax.device_count())
     if tflops_setting > 0:
-        return tflops_setting * 1e12, f'peak_tflops={tflops_setting:g}'
+        return n * tflops_setting * 1e12, f'peak_tflops={tflops_setting:g} per device'
     for pattern, tflops in PEAK_TFLOPS:
         if re.search(pattern, device_kind, re.IGNORECASE):
-            return tflops * 1e12, f'{device_kind}, {tflops:g} TFLOP/s dense bf16 (data sheet)'
+            return n * tflops * 1e12, f'{device_kind}, {tflops:g} TFLOP/s dense bf16 (data sheet)'
     if backend == 'cpu':
         return None, None
-    flops = measure(dtype)
-    return flops, (f'a measured 4096x4096 {jnp_name(dtype)} matmul, {flops / 1e12:.0f} TFLOP/s ({device_kind} is not in '
-                   f'the table of peaks; --peak_tflops=N gives its data sheet figure)')
+    flops = (measure or matmul_flops)(dtype)
+    return n * flops, (f'a measured 4096x4096 {jnp_name(dtype)} matmul, {flops / 1e12:.0f} TFLOP/s ({device_kind} is '
+                       f'not in the table of peaks; --peak_tflops=N gives its data sheet figure)')
 
 
 def jnp_name(dtype):
     return getattr(dtype, 'name', str(dtype))
 
 
-def matmul_flops(dtype):
-    """FLOP/s of a 4096x4096 matmul in dtype with float32 accumulation, best of ten."""
+def matmul_flops(dtype, n=4096):
+    """FLOP/s of an n x n matmul in dtype with float32 accumulation, best of ten."""
     import time
     import jax
     import jax.numpy as jnp
-    a = jnp.ones((4096, 4096), dtype)
+    a = jnp.ones((n, n), dtype)
     mm = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
     mm(a).block_until_ready()
     best = 1e9
@@ -159,7 +170,7 @@ def matmul_flops(dtype):
         t0 = time.perf_counter()
         mm(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * 4096 ** 3 / best
+    return 2 * n ** 3 / best
 
 
 # ----------------------------------------------------------------------------- memory
@@ -205,13 +216,15 @@ def check_fits(needed, device, what, fix):
                         f'({limit / 2**30:,.1f} GiB): {fix}')
 
 
-def training_bytes(config, n_params, tokens, accumulation, eval_iters, dtype, remat, eval_only):
+def training_bytes(config, tokens, accumulation, eval_iters, dtype, remat, eval_only):
     """A lower bound of the memory train.py needs on one device (a CPU: one process, whose
     devices share the machine's memory), from the sizes alone: float32 parameters, gradients
     and optimizer state, the activations kept for the backward pass of `tokens` tokens per
     micro-batch, the logits, and the batches of a step and of an evaluation."""
     import jax
     import jax.numpy as jnp
+    import model
+    n_params = model.num_params(jax.eval_shape(lambda: model.init_params(config, jax.random.key(0))), False)
     per_device = tokens // max(1, jax.local_device_count() if jax.default_backend() != 'cpu' else 1)
     weights = 4 * n_params * (1 if eval_only else 4)  # params; + gradients (2 copies) and at least one moment
     kept = config.n_embd * 8 * jnp.dtype(dtype).itemsize  # a lower bound of what one layer keeps per token

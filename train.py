@@ -14,10 +14,8 @@ import common
 common.exit_on_ctrl_c()  # until the loop runs: no traceback
 common.errors_as_one_line()  # a UserError anywhere below: one `error:` line, exit status 1
 
-import difflib
 import math
 import os
-import sys
 from dataclasses import asdict
 
 import jax
@@ -100,6 +98,7 @@ try:  # the model's shape: n_embd a multiple of n_head
     GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout)
 except ValueError as e:
     raise UserError(e)
+checkpoint.check_init_from(init_from, ('scratch', 'resume'))
 if wandb_log:
     try:
         import wandb
@@ -171,8 +170,7 @@ if not eval_only and init_from == 'scratch' and tokens_per_iter > len(splits['tr
     log(f'warning: {tokens_per_iter:,} tokens per iteration is large for {len(splits["train"]):,} training tokens '
         f'(GPT-2-sized defaults?); config/train_char.py is a starting point for small data')
 if not eval_only and decay_lr and 0 < max_iters <= warmup_iters:
-    log(f'warning: the run ends within its warmup ({max_iters} of {warmup_iters} iterations): the learning rate '
-        f'never reaches its peak; lower warmup_iters')
+    log(f'warning: the run ends within its warmup ({max_iters} of {warmup_iters} iterations); lower warmup_iters')
 
 
 def get_batch(split, rng, n_micro, whole=False):
@@ -216,44 +214,20 @@ if init_from == 'scratch':
     gptconf, params = GPTConfig(**model_args), None  # drawn once it is known to fit
 elif init_from == 'resume':
     log(f'resuming training from {ckpt_path}')
-    if ckpt['model_args']['vocab_size'] != vocab_size:
-        raise UserError(f'{ckpt_path} has a vocabulary of {ckpt["model_args"]["vocab_size"]} tokens but {data_dir} '
-                        f'one of {vocab_size}: resume on the dataset it was trained on '
-                        f'(--dataset={ckpt["config"].get("dataset")})')
-    checkpoint.check_same_dataset(ckpt, identity, data_dir, ckpt_path)
+    checkpoint.check_same_dataset(ckpt, identity, vocab_size, data_dir, ckpt_path)
     gptconf = GPTConfig(**{**ckpt['model_args'], 'dropout': dropout})  # only dropout may change
     params, data_rng_state, iter_num, best_val_loss = (ckpt[k] for k in ('params', 'data_rng_state', 'iter_num',
                                                                           'best_val_loss'))
     best_iter, elapsed_before = ckpt.get('best_iter', iter_num), ckpt.get('elapsed', 0.0)
-elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
+else:  # a GPT-2 size or folder
     log(f'initializing from OpenAI GPT-2 weights: {init_from}')
-    if not tokenizer.is_gpt2(meta):
-        raise UserError(f'{data_dir} has its own vocabulary of {vocab_size} tokens; GPT-2 weights need a dataset '
-                        f'tokenized with GPT-2 BPE (prepare_owt.py without --vocab_size)')
-    try:
-        params, gptconf = model.from_pretrained(init_from)
-    except (ValueError, OSError, RuntimeError) as e:
-        raise UserError(e)
-    if gptconf.vocab_size < tokenizer.GPT2_VOCAB:
-        raise UserError(f"{init_from} holds a model of {gptconf.vocab_size} tokens, fewer than GPT-2 BPE's "
-                        f'{tokenizer.GPT2_VOCAB:,} that {data_dir} is tokenized with: start from GPT-2 weights of '
-                        f'the full vocabulary')
-    gptconf = GPTConfig(**{**asdict(gptconf), 'dropout': dropout})  # only dropout may change
-    if block_size < gptconf.block_size:  # model surgery: keep the first block_size positions
-        params['wpe'] = params['wpe'][:block_size]
-        gptconf = GPTConfig(**{**asdict(gptconf), 'block_size': block_size})
-else:
-    close = difflib.get_close_matches(init_from, ['scratch', 'resume', *model.GPT2_SIZES], n=1)
-    raise UserError(f"init_from must be 'scratch', 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with "
-                    f"GPT-2 weights, not {init_from!r}" + (f" (did you mean '{close[0]}'?)" if close else ''))
+    params, gptconf = checkpoint.gpt2_to_finetune(init_from, meta, data_dir, block_size, dropout)
 model_args = asdict(gptconf)
 if block_size > gptconf.block_size:
     raise UserError(f"block_size {block_size} is larger than the model's {gptconf.block_size}")
-n_params = model.num_params(jax.eval_shape(lambda: model.init_params(gptconf, jax.random.key(0))), non_embedding=False)
-devices.check_fits(devices.training_bytes(gptconf, n_params, local_batch * seq_len, gradient_accumulation_steps,
-                                          eval_iters, compute_dtype, remat, eval_only),
-                   jax.local_devices()[0], 'this run', 'lower batch_size, gradient_accumulation_steps, eval_iters, '
-                   'block_size or the model\'s size (or set remat=True)')
+devices.check_fits(devices.training_bytes(gptconf, local_batch * seq_len, gradient_accumulation_steps, eval_iters,
+                                          compute_dtype, remat, eval_only), jax.local_devices()[0], 'this run',
+                   'lower batch_size, gradient_accumulation_steps, eval_iters, block_size or the model\'s size')
 if params is None:
     params = model.init_params(gptconf, jax.random.key(seed))
 log(f'number of parameters: {model.num_params(params) / 1e6:.2f}M')
@@ -391,14 +365,12 @@ x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
 if not eval_only:  # compiled in another thread while the first evaluation runs
     train_step = devices.compile_in_background(train_step, state, x, y, jnp.int32(iter_num))
 jax.block_until_ready(state)  # nothing else running while a peak is measured
-peak, peak_source = devices.peak_flops(jax.devices()[0].device_kind, jax.default_backend(), compute_dtype,
-                                       devices.matmul_flops, peak_tflops)
+peak, peak_source = devices.peak_flops(compute_dtype, peak_tflops)  # of all devices; None on a CPU
 if peak_source:
     log(f'mfu against {peak_source}')
 progress = Progress(out_dir, master, max_iters=max_iters, eval_interval=eval_interval, log_interval=log_interval,
                     start_iter=iter_num, tokens_per_iter=tokens_per_iter, on_disk=on_disk, elapsed_before=elapsed_before,
-                    flops_per_iter=model.flops_per_token(gptconf) * tokens_per_iter,
-                    peak_flops=peak and peak * (n_processes if on_cpu else n_devices),  # a CPU's devices share its cores
+                    flops_per_iter=model.flops_per_token(gptconf) * tokens_per_iter, peak_flops=peak,
                     lr_at=lambda it: float(lr_factor(it)) * learning_rate, wandb=wandb if wandb_log else None)
 start_iter = iter_num
 while True:
@@ -407,9 +379,7 @@ while True:
         if eval_only:
             break
         val_loss = losses['val'][0]
-        if not math.isfinite(val_loss) or val_loss > best_val_loss + 1.0:  # a checkpoint only from a sane state
-            raise UserError(f'val loss {val_loss:.4f} at iter {iter_num} is {"not finite" if not math.isfinite(val_loss) else f"far above the best, {best_val_loss:.4f}"}: '
-                            f'the run diverges; stopping without saving: {on_disk()}. Lower learning_rate')
+        checkpoint.check_sane(val_loss, best_val_loss, iter_num, on_disk)  # a diverging run stops unsaved
         if val_loss < best_val_loss:
             best_val_loss, best_iter = val_loss, iter_num
         if iter_num > start_iter and (best_iter == iter_num or always_save_checkpoint):
