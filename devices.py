@@ -28,8 +28,8 @@ def setup(batch_size=1, cpu_devices=0):
     """Before JAX starts: a CPU backend gets one device per core (at most cpu_devices, 0: up to 8)
     among those that split batch_size evenly, so that train.py runs data parallel over them as over
     GPUs (each device's ops run on their own core without waiting for the other's); what JAX
-    compiles is kept on disk; several processes (JAX's coordinator variables, Slurm, Open MPI)
-    join with jax.distributed. XLA_FLAGS's --xla_force_host_platform_device_count, if given,
+    compiles is kept on disk; several processes (JAX's coordinator variables, Slurm, Open MPI,
+    the hosts of a TPU slice) join with jax.distributed, which reads the rest from the cluster. XLA_FLAGS's --xla_force_host_platform_device_count, if given,
     decides the CPU devices instead."""
     import jax
     if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
@@ -38,7 +38,7 @@ def setup(batch_size=1, cpu_devices=0):
             jax.config.update('jax_num_cpu_devices', n)
     cache_compilations()
     if os.environ.get('JAX_COORDINATOR_ADDRESS') or int(os.environ.get('SLURM_NTASKS', '1')) > 1 \
-            or int(os.environ.get('OMPI_COMM_WORLD_SIZE', '1')) > 1:
+            or int(os.environ.get('OMPI_COMM_WORLD_SIZE', '1')) > 1 or ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''):
         env_int = lambda name: int(os.environ[name]) if name in os.environ else None
         jax.distributed.initialize(num_processes=env_int('JAX_NUM_PROCESSES'), process_id=env_int('JAX_PROCESS_ID'))
 

@@ -143,11 +143,24 @@ class Progress:
               f'--out_dir={out_dir}', file=sys.stderr)
         sys.exit(130)
 
-    def summary(self, iters, best_val_loss, best_iter, out_dir, plot):
+    def summary(self, iters, best_val_loss, best_iter, out_dir, plot, meta):
         tokens = iters * self.tokens_per_iter
         self.say(f'\ndone: {iters:,} iterations ({tokens / 1e6:,.1f}M tokens) in {duration(time.time() - fastmalloc.START)} '
                  f'({duration(self.eval_seconds)} of it evaluating)')
         self.say(f'best val loss {best_val_loss:.4f}' + (f' at iter {best_iter}' if best_iter is not None else '')
                  + f'; {self.on_disk()}')
         self.say(f'loss curves: {plot}')
-        self.say(f'sample from it: python sample.py --out_dir={out_dir}')
+        self.say(f'use it: {next_command(out_dir, meta)}')
+
+
+def next_command(out_dir, meta):
+    """A command that works on what this run trained: the demos' own scripts for their datasets,
+    and sample.py with a prompt its vocabulary can write."""
+    if 'palette' in meta:
+        return f'python demos/sample_image.py --out_dir={out_dir}'
+    if meta.get('example_len') and meta.get('vocab_size') == 10:
+        return f'python demos/eval_addition.py --out_dir={out_dir}'
+    stoi = meta.get('stoi') or {}
+    if stoi and '\n' not in stoi:  # sample.py's default prompt is a newline
+        return f'python sample.py --out_dir={out_dir} --start={min(stoi, key=stoi.get)!r}'
+    return f'python sample.py --out_dir={out_dir}'

@@ -396,4 +396,5 @@ while True:
     progress.step(iter_num, loss)  # the step before: its loss checked, and its progress line every log_interval
 
 if not eval_only:
-    progress.summary(iter_num - start_iter, best_val_loss, best_iter, out_dir, plot_summary(out_dir) if master else '')
+    progress.summary(iter_num - start_iter, best_val_loss, best_iter, out_dir, plot_summary(out_dir) if master else '',
+                     meta)

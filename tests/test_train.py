@@ -131,7 +131,7 @@ def test_the_last_iterations_are_evaluated_and_saved_and_summed_up(work):
     out = (work / 'base.out').read_text()
     assert 'done: 12 iterations' in out and 'best val loss' in out
     assert 'base/ckpt.pkl holds the model of iter 12' in out
-    assert 'sample from it: python sample.py --out_dir=base' in out
+    assert 'use it: python sample.py --out_dir=base' in out
     assert 'loss curves: base/loss.png' in out and (work / 'base' / 'loss.png').stat().st_size > 1000
 
 
@@ -152,6 +152,14 @@ def test_progress_lines_show_iterations_of_all_an_eta_and_no_mfu_on_a_cpu(work):
     assert 'note: --device is not needed here' in err and 'note: --compile is not needed here' in err
     logged = records(work / 'base', 'loss')
     assert all(r['mfu'] is None and r['tflops'] > 0 and r['elapsed'] > 0 for r in logged)
+
+
+def test_the_closing_summary_suggests_a_command_that_works_on_the_dataset():
+    assert progress.next_command('out', {'stoi': {'\n': 0, 'a': 1}}) == 'python sample.py --out_dir=out'
+    assert progress.next_command('o', {'stoi': {'7': 1, '3': 0}}) == "python sample.py --out_dir=o --start='3'"
+    assert progress.next_command('o', {'example_len': 7, 'vocab_size': 10, 'stoi': {str(i): i for i in range(10)}}) \
+        == 'python demos/eval_addition.py --out_dir=o'
+    assert progress.next_command('o', {'palette': [], 'example_len': 257}) == 'python demos/sample_image.py --out_dir=o'
 
 
 def nanogpt_lr(it, lr, warmup, decay, min_lr):  # nanoGPT's get_lr, written out independently
