@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import sys
 import tempfile
 
@@ -133,6 +134,22 @@ def atomic_folder(path, replace=False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(parent)
+
+
+def not_a_regular_file(path):
+    """None if path is a regular file (or a symbolic link to one), else what it is instead, for a
+    message: reading a named pipe or a device would wait or run forever, a broken link fails."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return 'a broken symbolic link' if os.path.islink(path) else 'missing'
+    except OSError as e:
+        return f'unreadable ({e.strerror})'
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a named pipe'), (stat.S_ISSOCK, 'a socket'),
+             (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')]
+    return next((what for is_kind, what in kinds if is_kind(mode)), 'not a regular file')
 
 
 # ----------------------------------------------------------------------------- safe pickles

@@ -20,7 +20,10 @@ to --out_dir:
 --input takes .txt files (one document each; other suffixes too when named explicitly),
 directories (searched recursively for .txt, .jsonl, .tar and .xz), globs, .jsonl (one
 {"text": ...} object per line), and OpenWebText's own layout: .tar files of .xz members, each an
-xz-compressed tar of .txt documents (a lone .xz of that kind works too).
+xz-compressed tar of .txt documents (a lone .xz of that kind works too). Only regular files are
+read: a named pipe or a device named as an --input is refused (reading it could wait forever),
+and what a directory or a glob holds besides regular files (broken links, pipes) is skipped and
+listed in the summary.
 
 --vocab_size=N trains the BPE with rustbpe on the train documents only (with --split=tail, on
 the train part of the text), at most --bpe_sample_chars characters of them, taken in corpus
@@ -55,7 +58,7 @@ import common
 import datafiles
 import devices
 from common import UserError
-from files import download
+from files import download, not_a_regular_file
 from tokenizer import bpe_encoding, encoding_byte_lengths
 
 OWT_URL = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/main"
@@ -141,25 +144,39 @@ def is_glob(pattern):
 
 
 def check_inputs(patterns):
-    """Fail before any work if an --input names nothing."""
+    """Fail before any work if an --input names nothing, or names something other than a file
+    or a directory (a named pipe would be read forever)."""
     for pattern in patterns:
-        if not (os.path.exists(pattern) or (is_glob(pattern) and glob.glob(pattern, recursive=True))):
+        what = not_a_regular_file(pattern)
+        if what == "missing" and not (is_glob(pattern) and glob.glob(pattern, recursive=True)):
             raise UserError(f"--input {pattern}: no such file or directory, and no files match it")
+        if what not in (None, "a directory", "missing"):
+            raise UserError(f"--input {pattern} is {what}, not a file or a directory: pass text files, "
+                            f"directories or globs")
 
 
-def input_files(patterns):
+def input_files(patterns, skipped=None):
     """The files of --input, lazily, so that even millions of them take no memory: files as
     given, directories recursively (only files with a corpus suffix, in sorted order), globs as
-    matched (sorted)."""
+    matched (sorted). What a directory or a glob holds that is not a regular file (a broken
+    link, a named pipe) is left out and noted in skipped, {path: what it is}."""
     for pattern in patterns:
-        if os.path.isfile(pattern):
+        what = not_a_regular_file(pattern)
+        if what is None:
             yield pattern
-        elif os.path.isdir(pattern):
+        elif what == "a directory":
             for folder, subfolders, names in os.walk(pattern):
                 subfolders.sort()  # os.walk visits them in this order
-                yield from (os.path.join(folder, name) for name in sorted(names) if name.endswith(CORPUS_SUFFIXES))
-        elif is_glob(pattern):
-            yield from input_files(sorted(glob.glob(pattern, recursive=True)))
+                paths = [os.path.join(folder, name) for name in sorted(names) if name.endswith(CORPUS_SUFFIXES)]
+                yield from input_files(paths, skipped)
+        elif what == "missing" and is_glob(pattern):
+            yield from input_files(sorted(glob.glob(pattern, recursive=True)), skipped)
+        elif skipped is not None:
+            skipped[pattern] = what
+
+
+def unreadable(path, e):
+    return UserError(f"cannot read {path} ({e.strerror or e}); make it readable, or leave it out of --input")
 
 
 def owt_tar_tasks(path):
@@ -196,19 +213,22 @@ def corpus_tasks(files):
         if path.endswith((".tar", ".xz", ".jsonl")) and paths:
             yield "txt", paths  # keep the documents in file order
             paths, size = [], 0
-        if path.endswith(".tar"):
-            yield from owt_tar_tasks(path)
-        elif path.endswith(".xz"):  # one task: OpenWebText's .xz files hold a few MB of text each
-            with open(path, "rb") as f:
-                yield "xz", (path, f.read())
-        elif path.endswith(".jsonl"):
-            yield from jsonl_tasks(path)
-        else:
-            paths.append(path)
-            size += os.path.getsize(path)
-            if size >= BATCH_BYTES:
-                yield "txt", paths
-                paths, size = [], 0
+        try:  # reading this path (an error of the code taking a task is not raised at its yield)
+            if path.endswith(".tar"):
+                yield from owt_tar_tasks(path)
+            elif path.endswith(".xz"):  # one task: OpenWebText's .xz files hold a few MB of text each
+                with open(path, "rb") as f:
+                    yield "xz", (path, f.read())
+            elif path.endswith(".jsonl"):
+                yield from jsonl_tasks(path)
+            else:
+                paths.append(path)
+                size += os.path.getsize(path)
+        except OSError as e:
+            raise unreadable(path, e) from None
+        if size >= BATCH_BYTES:
+            yield "txt", paths
+            paths, size = [], 0
     if paths:
         yield "txt", paths
 
@@ -234,8 +254,12 @@ def task_documents(kind, payload, counts):
     is kept exactly as written."""
     if kind == "txt":
         for path in payload:
-            with open(path, "rb") as f:
-                yield decode(f.read(), counts)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise unreadable(path, e) from None
+            yield decode(data, counts)
     elif kind == "xz":
         name, data = payload
         try:
@@ -386,8 +410,12 @@ def move_last_document(train_f, val_f, n_tokens, stats):
 def read_tail_split(path, val_fraction, stats):
     """One text and where it splits by position, as nanoGPT's data/shakespeare: the first
     characters go to train, the last val_fraction of them to val."""
-    with open(path, "rb") as f:
-        text = decode(f.read(), stats)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise unreadable(path, e) from None
+    text = decode(data, stats)
     n = int(len(text) * (1 - val_fraction))
     if n == 0 or n == len(text):
         raise UserError(f"{path} has {len(text)} characters, too few to split; pass a longer text")
@@ -504,9 +532,10 @@ def run(args):
     """Download (unless --input), train the BPE (--vocab_size), tokenize, write; returns the
     counts and the seconds the tokenizing and writing took."""
     val_fraction = check_args(args)
+    skipped = {}  # what the --input directories and globs hold that is not a regular file
     if args.input:
         check_inputs(args.input)
-        files = lambda: input_files(args.input)  # lazily, anew for each pass over the corpus
+        files = lambda: input_files(args.input, skipped)  # lazily, anew for each pass over the corpus
     else:
         shards = parse_shards(args.shards)
         download_dir = args.download_dir or os.path.join(args.out_dir, "downloads")
@@ -564,6 +593,9 @@ def run(args):
         if stats["bad_utf8"]:
             print("replaced bad UTF-8 in the text")
         print(f"{tokens:,} tokens in {seconds:.2f} s ({tokens / seconds:,.0f} tokens/s)")
+    if skipped:
+        listed = ", ".join(f"{path} ({what})" for path, what in itertools.islice(skipped.items(), 3))
+        print(f"skipped {len(skipped):,} entries that are not regular files: {listed}{', ...' if len(skipped) > 3 else ''}")
     what = "GPT-2's BPE" if tokenizer == "gpt2" else f"its own BPE of {enc.n_vocab:,} tokens"
     print(f"wrote train.bin, val.bin and meta.pkl ({what}) to {args.out_dir}")
     return stats, seconds

@@ -232,11 +232,12 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     if args.input:
-        if os.path.isdir(args.input):
-            raise common.UserError(f"--input={args.input} is a directory; pass the archive itself, "
-                                   f"--input=PATH/{ARCHIVE}")
-        if not os.path.isfile(args.input):
+        what = files.not_a_regular_file(args.input)
+        if what == "missing":
             raise common.UserError(f"--input file not found: {args.input}; pass --input=PATH/{ARCHIVE}")
+        if what is not None:  # a directory; a named pipe, which would be read forever
+            raise common.UserError(f"--input={args.input} is {what}; pass the archive itself, "
+                                   f"--input=PATH/{ARCHIVE}")
         archive = args.input
     else:
         archive = os.path.join(args.out_dir, ARCHIVE)
