@@ -40,6 +40,7 @@ import io
 import itertools
 import json
 import lzma
+import math
 import os
 import random
 import re
@@ -482,7 +483,7 @@ def load_encoding(tokenizer):
 # ----------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", nargs="+", metavar="PATH",
                         help="a local corpus instead of OpenWebText: files, directories, globs (see above)")
     parser.add_argument("--out_dir", default=os.path.join("data", "openwebtext"),
@@ -523,8 +524,9 @@ def check_args(args):
         if args.vocab_size is None:
             raise UserError("--bpe_sample_chars is the text a trained BPE learns from: it goes with --vocab_size "
                             "(without it, the tokens are GPT-2's)")
-        if not args.bpe_sample_chars >= 1:
-            raise UserError(f"--bpe_sample_chars={args.bpe_sample_chars:g} must be at least 1")
+        if not (math.isfinite(args.bpe_sample_chars) and args.bpe_sample_chars >= 1):
+            raise UserError(f"--bpe_sample_chars={args.bpe_sample_chars:g} must be a number of characters, "
+                            f"at least 1 (e.g. 1e8)")
     return val_fraction
 
 
@@ -601,9 +603,9 @@ def run(args):
     return stats, seconds
 
 
-def main():
-    run(parse_args(sys.argv[1:]))
+def main(argv):
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    common.run_main(main, sys.argv[1:])
