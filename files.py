@@ -228,10 +228,13 @@ def download(url, path, what=None, progress=True):
                     f.write(chunk)
                     bar.update(len(chunk))
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:  # urllib3's: cut off mid-stream
+        resume = ' to resume' if os.path.exists(part) and os.path.getsize(part) else ''
+        if getattr(e, 'errno', None) == 28:  # ENOSPC: the network is not to blame
+            raise UserError(f'could not download {url} to {part}: the disk is full; free some space and run '
+                            f'again{resume}') from None
         reason = f'HTTP {e.response.status_code}' if getattr(e, 'response', None) is not None else \
             (e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__)
-        raise UserError(f'could not download {url} ({reason}); check the network and run again'
-                        + (' to resume' if os.path.exists(part) and os.path.getsize(part) else '')) from None
+        raise UserError(f'could not download {url} ({reason}); check the network and run again{resume}') from None
     size = os.path.getsize(part)
     if total is not None and size != total:
         raise UserError(f'{url}: got {size:,} of {total:,} bytes; run again to resume the download')

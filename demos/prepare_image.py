@@ -274,9 +274,14 @@ def main(argv=None):
     quantised = tokens_to_pixels(splits["train"][:64], palette, args.size)
     mse = float(((quantised.astype(np.float32) - train[:64]) ** 2).mean())
 
-    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
-                                        "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
-    write_png(os.path.join(args.out_dir, "preview.png"), image_grid(quantised, nrow=8))
+    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: datafiles.write_array(f, splits["train"]),
+                                           "val.bin": lambda f: datafiles.write_array(f, splits["val"])}, meta)
+    preview = os.path.join(args.out_dir, "preview.png")
+    try:
+        write_png(preview, image_grid(quantised, nrow=8))
+    except OSError as e:
+        why = "the disk is full" if e.errno == 28 else e.strerror
+        raise common.UserError(f"wrote the dataset to {args.out_dir}, but could not write {preview} ({why})") from None
 
     print(f"{args.size}x{args.size} images, {args.colors} colours + start token {start}: "
           f"vocab_size {meta['vocab_size']}, example_len {meta['example_len']}")
