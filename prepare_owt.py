@@ -298,23 +298,41 @@ def split_documents(kind, payload, seed, val_fraction, counts):
 ENC = None  # the tokenizer of a worker process (of the main one with --num_proc=1)
 
 
-def init_worker(tokenizer, main_process=False):
+def init_worker(tokenizer, parent=None):
     """Ready a process for tasks; ENC becomes the encoding of `tokenizer` ('gpt2' or a trained
-    BPE's parts; None for tasks that need none)."""
+    BPE's parts; None for tasks that need none). parent: the main process's id, in a worker."""
     global ENC
-    if not main_process:
-        die_with_parent()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
+    if parent is not None:
+        die_with_parent(parent)
+        # Ctrl-C is handled once, by the main process; it was held back since the fork (submit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     ENC = None if tokenizer is None else load_encoding(tokenizer)
 
 
-def die_with_parent():
+def die_with_parent(parent):
     """Have Linux kill this worker when the process that started it dies. The pool stops its
     workers when it shuts down, but a kill -9 of the main process gives it no chance, and the
     workers would wait for tasks forever."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before that call: no signal will come
+            os._exit(1)
+
+
+def submit(pool, fn, task):
+    """pool.submit(fn, *task), with Ctrl-C held back while it may start workers: a worker that
+    got a Ctrl-C before init_worker ignores it would end with a traceback. A Ctrl-C pressed
+    meanwhile reaches the main process right after."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return pool.submit(fn, *task)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(fn, *task)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def encode_ordinary(text):
@@ -359,17 +377,22 @@ def map_in_order(fn, tasks, num_proc, tokenizer=None):
     encode_ordinary_batch(num_threads=2) ran only 1.1x faster than one thread (turning the tokens
     into Python lists holds the GIL), 2 processes 1.9x (2.1x over plain encode_ordinary)."""
     if num_proc == 1:
-        init_worker(tokenizer, main_process=True)
+        init_worker(tokenizer)
         yield from (fn(*task) for task in tasks)
         return
-    with ProcessPoolExecutor(num_proc, initializer=init_worker, initargs=(tokenizer,)) as pool:
+    pool = ProcessPoolExecutor(num_proc, initializer=init_worker, initargs=(tokenizer, os.getpid()))
+    try:
         pending = collections.deque()
         for task in tasks:
-            pending.append(pool.submit(fn, *task))
+            pending.append(submit(pool, fn, task))
             if len(pending) >= 2 * num_proc:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        # after an error, Ctrl-C, or a BPE sample complete before the corpus ends, the queued
+        # tasks are dropped, not run: each worker finishes the one it holds and exits
+        pool.shutdown(cancel_futures=True)
 
 
 def seeded_tasks(files, seed, val_fraction):
