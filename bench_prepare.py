@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import random
 import resource
@@ -27,12 +28,14 @@ import time
 
 import numpy as np
 
+import common
 import prepare_owt
+from common import UserError
+from files import not_a_regular_file
 
 
-def build_corpus(text, megabytes, out_dir, seed):
+def build_corpus(paragraphs, megabytes, out_dir, seed):
     """Write documents of varied length (1 to 60 random paragraphs) until about `megabytes` MB."""
-    paragraphs = [p for p in text.split("\n\n") if p.strip()]
     rng = random.Random(seed)
     size, n = 0, 0
     while size < megabytes * 1e6:
@@ -89,26 +92,50 @@ def peak_rss_mb(who):
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def read_paragraphs(path):
+    """The non-empty paragraphs of a UTF-8 text file, the corpus's building blocks."""
+    what = not_a_regular_file(path)
+    if what is not None:
+        what = "not found" if what == "missing" else f"is {what}"
+        raise UserError(f"--text={path} {what}; pass a text file, e.g. --text=data/shakespeare_char/input.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read --text={path} ({e.strerror}); pass a readable text file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"--text={path} is not UTF-8 text (bad byte at offset {e.start}); pass a UTF-8 text file") from None
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    if not paragraphs:
+        raise UserError(f"--text={path} holds no text to build a corpus from; pass a longer text")
+    return paragraphs
+
+
+def main(argv):
+    parser = common.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", required=True, help="a UTF-8 text to draw paragraphs from (e.g. tiny Shakespeare)")
     parser.add_argument("--mb", type=float, default=50, help="corpus size in megabytes (default: %(default)s)")
     parser.add_argument("--num_proc", type=int, default=prepare_owt.CORES,
                         help="processes for prepare_owt, threads for the thread variant (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best time of each variant counts (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus (default: %(default)s)")
-    args = parser.parse_args()
-    if not os.path.isfile(args.text):
-        print(f"error: --text={args.text} not found; pass a text file, e.g. --text=data/shakespeare_char/input.txt",
-              file=sys.stderr)
-        sys.exit(1)
-    with open(args.text, encoding="utf-8") as f:
-        text = f.read()
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.mb) and args.mb > 0):
+        raise UserError(f"--mb={args.mb:g} must be a size in megabytes above 0")
+    if args.repeat < 1:
+        raise UserError(f"--repeat={args.repeat} must be at least 1")
+    if args.num_proc < 1:
+        raise UserError(f"--num_proc={args.num_proc} must be at least 1")
+    paragraphs = read_paragraphs(args.text)
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.join(tmp, "corpus")
-        n_docs, size = build_corpus(text, args.mb, corpus, args.seed)
+        try:
+            n_docs, size = build_corpus(paragraphs, args.mb, corpus, args.seed)
+        except OSError as e:
+            raise UserError(f"could not write the {args.mb:g} MB corpus in {tmp} ({e.strerror}): lower --mb, "
+                            f"or set TMPDIR to a folder with room") from None
         print(f"corpus: {n_docs:,} documents, {size / 1e6:.1f} MB in {corpus}")
         enc = prepare_owt.load_encoding("gpt2")
         files = list(prepare_owt.input_files([corpus]))
@@ -166,4 +193,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main, sys.argv[1:])

@@ -22,15 +22,17 @@ HOW_TO_PREPARE = 'python prepare_char.py for shakespeare_char, python prepare_ow
 def write_dataset(out_dir, writers, meta):
     """Write a dataset's files and meta.pkl so that the folder holds all of the new set or all of
     the old one. `writers` maps a name to a function writing that file to an open binary file (for
-    an array: f.write(a.tobytes()), or write_array), or a tuple of names to one function filling
-    those files together in one pass (it gets one open file per name, readable too). Each file
-    goes to a temporary name first, then a marker file is made, the files are renamed into place,
-    and the marker is removed. A kill in between leaves the marker, which check_dataset refuses.
-    meta.pkl records each file's size, so a file replaced or cut short later is noticed too. A
-    failed write (a full disk) raises UserError."""
+    an array: write_array), or a tuple of names to one function filling those files together in
+    one pass (it gets one open file per name, readable too). Each file, meta.pkl last, goes to a
+    temporary name first; then a marker file is made, the files are renamed into place, and the
+    marker is removed. A kill in between leaves the marker, which check_dataset refuses. meta.pkl
+    records each file's size, so a file replaced or cut short later is noticed too. A failed
+    write (a full disk) raises UserError and leaves the old set as it was."""
     files.make_dirs(out_dir)
     names = [n for key in writers for n in ((key,) if isinstance(key, str) else key)]
     files.remove_stale_temporaries(out_dir, names + ['meta.pkl'])
+    marker = os.path.join(out_dir, INCOMPLETE)
+    had_marker, renaming = os.path.exists(marker), False  # (a marker from before: the old set is half-written)
     temps = {}
     try:
         for key, write in writers.items():
@@ -44,18 +46,26 @@ def write_dataset(out_dir, writers, meta):
                     f.flush()
                     os.fsync(f.fileno())
         meta = {**meta, 'files': {name: os.path.getsize(tmp) for name, tmp in temps.items()}}
-        with open(os.path.join(out_dir, INCOMPLETE), 'w') as f:
+        fd, temps['meta.pkl'] = files.temporary(out_dir, 'meta.pkl')
+        with os.fdopen(fd, 'wb') as f:
+            pickle.dump(meta, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(marker, 'w') as f:
             f.write('the files of this dataset are being replaced; if this stays, prepare it again\n')
         files.fsync_dir(out_dir)
+        renaming = True
         for name, tmp in temps.items():
             os.replace(tmp, os.path.join(out_dir, name))
-        files.save_pickle(os.path.join(out_dir, 'meta.pkl'), meta)
-        os.remove(os.path.join(out_dir, INCOMPLETE))
+        os.remove(marker)
         files.fsync_dir(out_dir)
     except BaseException as e:
         for tmp in temps.values():
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+        if not renaming and not had_marker:  # the old set is untouched: no marker may say otherwise
+            with contextlib.suppress(OSError):
+                os.remove(marker)
         if isinstance(e, OSError):
             why = 'the disk is full' if e.errno == 28 else (e.strerror or str(e))
             raise UserError(f'could not write the dataset in {out_dir} ({why})') from None

@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import shutil
+import stat
 import sys
 import tempfile
 
@@ -135,6 +136,22 @@ def atomic_folder(path, replace=False):
     fsync_dir(parent)
 
 
+def not_a_regular_file(path):
+    """None if path is a regular file (or a symbolic link to one), else what it is instead, for a
+    message: reading a named pipe or a device would wait or run forever, a broken link fails."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return 'a broken symbolic link' if os.path.islink(path) else 'missing'
+    except OSError as e:
+        return f'unreadable ({e.strerror})'
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a named pipe'), (stat.S_ISSOCK, 'a socket'),
+             (stat.S_ISCHR, 'a device'), (stat.S_ISBLK, 'a device')]
+    return next((what for is_kind, what in kinds if is_kind(mode)), 'not a regular file')
+
+
 # ----------------------------------------------------------------------------- safe pickles
 
 # what numpy arrays, scalars and dtypes need to unpickle (numpy 1.x and 2.x spellings)
@@ -211,10 +228,13 @@ def download(url, path, what=None, progress=True):
                     f.write(chunk)
                     bar.update(len(chunk))
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:  # urllib3's: cut off mid-stream
+        resume = ' to resume' if os.path.exists(part) and os.path.getsize(part) else ''
+        if getattr(e, 'errno', None) == 28:  # ENOSPC: the network is not to blame
+            raise UserError(f'could not download {url} to {part}: the disk is full; free some space and run '
+                            f'again{resume}') from None
         reason = f'HTTP {e.response.status_code}' if getattr(e, 'response', None) is not None else \
             (e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__)
-        raise UserError(f'could not download {url} ({reason}); check the network and run again'
-                        + (' to resume' if os.path.exists(part) and os.path.getsize(part) else '')) from None
+        raise UserError(f'could not download {url} ({reason}); check the network and run again{resume}') from None
     size = os.path.getsize(part)
     if total is not None and size != total:
         raise UserError(f'{url}: got {size:,} of {total:,} bytes; run again to resume the download')

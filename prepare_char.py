@@ -24,6 +24,9 @@ SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/da
 
 def read_text(path):
     """The text of a UTF-8 file."""
+    what = files.not_a_regular_file(path)
+    if what not in (None, "missing", "a directory"):  # reading a named pipe would wait forever
+        raise common.UserError(f"{path} is {what}; pass --input=FILE with one text file")
     try:
         with open(path, "rb") as f:
             data = f.read()  # the text exactly as written (text mode would turn \r\n into \n)

@@ -20,7 +20,10 @@ to --out_dir:
 --input takes .txt files (one document each; other suffixes too when named explicitly),
 directories (searched recursively for .txt, .jsonl, .tar and .xz), globs, .jsonl (one
 {"text": ...} object per line), and OpenWebText's own layout: .tar files of .xz members, each an
-xz-compressed tar of .txt documents (a lone .xz of that kind works too).
+xz-compressed tar of .txt documents (a lone .xz of that kind works too). Only regular files are
+read: a named pipe or a device named as an --input is refused (reading it could wait forever),
+and what a directory or a glob holds besides regular files (broken links, pipes) is skipped and
+listed in the summary.
 
 --vocab_size=N trains the BPE with rustbpe on the train documents only (with --split=tail, on
 the train part of the text), at most --bpe_sample_chars characters of them, taken in corpus
@@ -37,6 +40,7 @@ import io
 import itertools
 import json
 import lzma
+import math
 import os
 import random
 import re
@@ -55,7 +59,7 @@ import common
 import datafiles
 import devices
 from common import UserError
-from files import download
+from files import download, not_a_regular_file
 from tokenizer import bpe_encoding, encoding_byte_lengths
 
 OWT_URL = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/main"
@@ -141,25 +145,39 @@ def is_glob(pattern):
 
 
 def check_inputs(patterns):
-    """Fail before any work if an --input names nothing."""
+    """Fail before any work if an --input names nothing, or names something other than a file
+    or a directory (a named pipe would be read forever)."""
     for pattern in patterns:
-        if not (os.path.exists(pattern) or (is_glob(pattern) and glob.glob(pattern, recursive=True))):
+        what = not_a_regular_file(pattern)
+        if what == "missing" and not (is_glob(pattern) and glob.glob(pattern, recursive=True)):
             raise UserError(f"--input {pattern}: no such file or directory, and no files match it")
+        if what not in (None, "a directory", "missing"):
+            raise UserError(f"--input {pattern} is {what}, not a file or a directory: pass text files, "
+                            f"directories or globs")
 
 
-def input_files(patterns):
+def input_files(patterns, skipped=None):
     """The files of --input, lazily, so that even millions of them take no memory: files as
     given, directories recursively (only files with a corpus suffix, in sorted order), globs as
-    matched (sorted)."""
+    matched (sorted). What a directory or a glob holds that is not a regular file (a broken
+    link, a named pipe) is left out and noted in skipped, {path: what it is}."""
     for pattern in patterns:
-        if os.path.isfile(pattern):
+        what = not_a_regular_file(pattern)
+        if what is None:
             yield pattern
-        elif os.path.isdir(pattern):
+        elif what == "a directory":
             for folder, subfolders, names in os.walk(pattern):
                 subfolders.sort()  # os.walk visits them in this order
-                yield from (os.path.join(folder, name) for name in sorted(names) if name.endswith(CORPUS_SUFFIXES))
-        elif is_glob(pattern):
-            yield from input_files(sorted(glob.glob(pattern, recursive=True)))
+                paths = [os.path.join(folder, name) for name in sorted(names) if name.endswith(CORPUS_SUFFIXES)]
+                yield from input_files(paths, skipped)
+        elif what == "missing" and is_glob(pattern):
+            yield from input_files(sorted(glob.glob(pattern, recursive=True)), skipped)
+        elif skipped is not None:
+            skipped[pattern] = what
+
+
+def unreadable(path, e):
+    return UserError(f"cannot read {path} ({e.strerror or e}); make it readable, or leave it out of --input")
 
 
 def owt_tar_tasks(path):
@@ -196,19 +214,22 @@ def corpus_tasks(files):
         if path.endswith((".tar", ".xz", ".jsonl")) and paths:
             yield "txt", paths  # keep the documents in file order
             paths, size = [], 0
-        if path.endswith(".tar"):
-            yield from owt_tar_tasks(path)
-        elif path.endswith(".xz"):  # one task: OpenWebText's .xz files hold a few MB of text each
-            with open(path, "rb") as f:
-                yield "xz", (path, f.read())
-        elif path.endswith(".jsonl"):
-            yield from jsonl_tasks(path)
-        else:
-            paths.append(path)
-            size += os.path.getsize(path)
-            if size >= BATCH_BYTES:
-                yield "txt", paths
-                paths, size = [], 0
+        try:  # reading this path (an error of the code taking a task is not raised at its yield)
+            if path.endswith(".tar"):
+                yield from owt_tar_tasks(path)
+            elif path.endswith(".xz"):  # one task: OpenWebText's .xz files hold a few MB of text each
+                with open(path, "rb") as f:
+                    yield "xz", (path, f.read())
+            elif path.endswith(".jsonl"):
+                yield from jsonl_tasks(path)
+            else:
+                paths.append(path)
+                size += os.path.getsize(path)
+        except OSError as e:
+            raise unreadable(path, e) from None
+        if size >= BATCH_BYTES:
+            yield "txt", paths
+            paths, size = [], 0
     if paths:
         yield "txt", paths
 
@@ -234,8 +255,12 @@ def task_documents(kind, payload, counts):
     is kept exactly as written."""
     if kind == "txt":
         for path in payload:
-            with open(path, "rb") as f:
-                yield decode(f.read(), counts)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise unreadable(path, e) from None
+            yield decode(data, counts)
     elif kind == "xz":
         name, data = payload
         try:
@@ -273,23 +298,41 @@ def split_documents(kind, payload, seed, val_fraction, counts):
 ENC = None  # the tokenizer of a worker process (of the main one with --num_proc=1)
 
 
-def init_worker(tokenizer, main_process=False):
+def init_worker(tokenizer, parent=None):
     """Ready a process for tasks; ENC becomes the encoding of `tokenizer` ('gpt2' or a trained
-    BPE's parts; None for tasks that need none)."""
+    BPE's parts; None for tasks that need none). parent: the main process's id, in a worker."""
     global ENC
-    if not main_process:
-        die_with_parent()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled once, by the main process
+    if parent is not None:
+        die_with_parent(parent)
+        # Ctrl-C is handled once, by the main process; it was held back since the fork (submit)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     ENC = None if tokenizer is None else load_encoding(tokenizer)
 
 
-def die_with_parent():
+def die_with_parent(parent):
     """Have Linux kill this worker when the process that started it dies. The pool stops its
     workers when it shuts down, but a kill -9 of the main process gives it no chance, and the
     workers would wait for tasks forever."""
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before that call: no signal will come
+            os._exit(1)
+
+
+def submit(pool, fn, task):
+    """pool.submit(fn, *task), with Ctrl-C held back while it may start workers: a worker that
+    got a Ctrl-C before init_worker ignores it would end with a traceback. A Ctrl-C pressed
+    meanwhile reaches the main process right after."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return pool.submit(fn, *task)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(fn, *task)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def encode_ordinary(text):
@@ -334,17 +377,22 @@ def map_in_order(fn, tasks, num_proc, tokenizer=None):
     encode_ordinary_batch(num_threads=2) ran only 1.1x faster than one thread (turning the tokens
     into Python lists holds the GIL), 2 processes 1.9x (2.1x over plain encode_ordinary)."""
     if num_proc == 1:
-        init_worker(tokenizer, main_process=True)
+        init_worker(tokenizer)
         yield from (fn(*task) for task in tasks)
         return
-    with ProcessPoolExecutor(num_proc, initializer=init_worker, initargs=(tokenizer,)) as pool:
+    pool = ProcessPoolExecutor(num_proc, initializer=init_worker, initargs=(tokenizer, os.getpid()))
+    try:
         pending = collections.deque()
         for task in tasks:
-            pending.append(pool.submit(fn, *task))
+            pending.append(submit(pool, fn, task))
             if len(pending) >= 2 * num_proc:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        # after an error, Ctrl-C, or a BPE sample complete before the corpus ends, the queued
+        # tasks are dropped, not run: each worker finishes the one it holds and exits
+        pool.shutdown(cancel_futures=True)
 
 
 def seeded_tasks(files, seed, val_fraction):
@@ -386,8 +434,12 @@ def move_last_document(train_f, val_f, n_tokens, stats):
 def read_tail_split(path, val_fraction, stats):
     """One text and where it splits by position, as nanoGPT's data/shakespeare: the first
     characters go to train, the last val_fraction of them to val."""
-    with open(path, "rb") as f:
-        text = decode(f.read(), stats)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise unreadable(path, e) from None
+    text = decode(data, stats)
     n = int(len(text) * (1 - val_fraction))
     if n == 0 or n == len(text):
         raise UserError(f"{path} has {len(text)} characters, too few to split; pass a longer text")
@@ -454,7 +506,7 @@ def load_encoding(tokenizer):
 # ----------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", nargs="+", metavar="PATH",
                         help="a local corpus instead of OpenWebText: files, directories, globs (see above)")
     parser.add_argument("--out_dir", default=os.path.join("data", "openwebtext"),
@@ -495,8 +547,9 @@ def check_args(args):
         if args.vocab_size is None:
             raise UserError("--bpe_sample_chars is the text a trained BPE learns from: it goes with --vocab_size "
                             "(without it, the tokens are GPT-2's)")
-        if not args.bpe_sample_chars >= 1:
-            raise UserError(f"--bpe_sample_chars={args.bpe_sample_chars:g} must be at least 1")
+        if not (math.isfinite(args.bpe_sample_chars) and args.bpe_sample_chars >= 1):
+            raise UserError(f"--bpe_sample_chars={args.bpe_sample_chars:g} must be a number of characters, "
+                            f"at least 1 (e.g. 1e8)")
     return val_fraction
 
 
@@ -504,9 +557,10 @@ def run(args):
     """Download (unless --input), train the BPE (--vocab_size), tokenize, write; returns the
     counts and the seconds the tokenizing and writing took."""
     val_fraction = check_args(args)
+    skipped = {}  # what the --input directories and globs hold that is not a regular file
     if args.input:
         check_inputs(args.input)
-        files = lambda: input_files(args.input)  # lazily, anew for each pass over the corpus
+        files = lambda: input_files(args.input, skipped)  # lazily, anew for each pass over the corpus
     else:
         shards = parse_shards(args.shards)
         download_dir = args.download_dir or os.path.join(args.out_dir, "downloads")
@@ -564,14 +618,17 @@ def run(args):
         if stats["bad_utf8"]:
             print("replaced bad UTF-8 in the text")
         print(f"{tokens:,} tokens in {seconds:.2f} s ({tokens / seconds:,.0f} tokens/s)")
+    if skipped:
+        listed = ", ".join(f"{path} ({what})" for path, what in itertools.islice(skipped.items(), 3))
+        print(f"skipped {len(skipped):,} entries that are not regular files: {listed}{', ...' if len(skipped) > 3 else ''}")
     what = "GPT-2's BPE" if tokenizer == "gpt2" else f"its own BPE of {enc.n_vocab:,} tokens"
     print(f"wrote train.bin, val.bin and meta.pkl ({what}) to {args.out_dir}")
     return stats, seconds
 
 
-def main():
-    run(parse_args(sys.argv[1:]))
+def main(argv):
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    common.run_main(main, sys.argv[1:])

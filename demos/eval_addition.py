@@ -9,6 +9,7 @@ greedily (top_k=1), and the example counts as right only if every digit is right
 run in fixed-size batches (the last one padded), so generation compiles once.
 """
 import os
+import signal
 import sys
 import time
 
@@ -21,6 +22,9 @@ import configurator
 import devices
 from common import fail
 from scoring import accuracy, load_model_and_data
+
+if hasattr(signal, 'SIGPIPE'):  # piped into a program that stops reading (| head): end quietly, at any print
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 # ----------------------------------------------------------------------------- settings
 # I/O

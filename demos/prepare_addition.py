@@ -110,8 +110,8 @@ def main(argv=None):
         "digits": n,
     }
 
-    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
-                                        "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
+    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: datafiles.write_array(f, splits["train"]),
+                                           "val.bin": lambda f: datafiles.write_array(f, splits["val"])}, meta)
 
     print(f"{n}-digit addition: {num_pairs:,} pairs, example_len {3 * n + 1} tokens "
           f"(prompt {2 * n} + sum {n + 1}), vocab 10")

@@ -232,11 +232,12 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.time()
     if args.input:
-        if os.path.isdir(args.input):
-            raise common.UserError(f"--input={args.input} is a directory; pass the archive itself, "
-                                   f"--input=PATH/{ARCHIVE}")
-        if not os.path.isfile(args.input):
+        what = files.not_a_regular_file(args.input)
+        if what == "missing":
             raise common.UserError(f"--input file not found: {args.input}; pass --input=PATH/{ARCHIVE}")
+        if what is not None:  # a directory; a named pipe, which would be read forever
+            raise common.UserError(f"--input={args.input} is {what}; pass the archive itself, "
+                                   f"--input=PATH/{ARCHIVE}")
         archive = args.input
     else:
         archive = os.path.join(args.out_dir, ARCHIVE)
@@ -273,9 +274,14 @@ def main(argv=None):
     quantised = tokens_to_pixels(splits["train"][:64], palette, args.size)
     mse = float(((quantised.astype(np.float32) - train[:64]) ** 2).mean())
 
-    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: f.write(splits["train"].tobytes()),
-                                        "val.bin": lambda f: f.write(splits["val"].tobytes())}, meta)
-    write_png(os.path.join(args.out_dir, "preview.png"), image_grid(quantised, nrow=8))
+    datafiles.write_dataset(args.out_dir, {"train.bin": lambda f: datafiles.write_array(f, splits["train"]),
+                                           "val.bin": lambda f: datafiles.write_array(f, splits["val"])}, meta)
+    preview = os.path.join(args.out_dir, "preview.png")
+    try:
+        write_png(preview, image_grid(quantised, nrow=8))
+    except OSError as e:
+        why = "the disk is full" if e.errno == 28 else e.strerror
+        raise common.UserError(f"wrote the dataset to {args.out_dir}, but could not write {preview} ({why})") from None
 
     print(f"{args.size}x{args.size} images, {args.colors} colours + start token {start}: "
           f"vocab_size {meta['vocab_size']}, example_len {meta['example_len']}")

@@ -1,10 +1,15 @@
 """What several test files need: a tiny character dataset and a model trained on it a few
 steps by train.py itself, and the check that a script failed with one clear line."""
+import builtins
+import contextlib
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import common
 import datafiles
@@ -41,3 +46,78 @@ def assert_one_error_line(result, *words):
     assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+def run_in_process(capsys, main, *args):
+    """What running the script would show, without starting Python again: main(*args) under
+    common.run_main, as a script's last line calls it, and its exit status, stdout and stderr
+    (read with pytest's capsys) as a subprocess.CompletedProcess."""
+    capsys.readouterr()  # what came before is not this run's
+    try:
+        common.run_main(main, *args)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
+def run_script_in_process(capsys, script, *argv):
+    """run_in_process for a script that runs at module level (no main()): its file run as
+    __main__ with sys.argv = [script, *argv]; sys.argv, sys.path, sys.excepthook and the
+    handlers of SIGINT and SIGPIPE put back afterwards."""
+    import runpy
+    import signal
+    handled = [s for s in (signal.SIGINT, getattr(signal, 'SIGPIPE', None)) if s is not None]
+    saved = sys.argv, list(sys.path), sys.excepthook, [signal.getsignal(s) for s in handled]
+    sys.argv = [str(script), *map(str, argv)]
+    try:
+        return run_in_process(capsys, runpy.run_path, str(script), None, '__main__')
+    finally:
+        sys.argv, sys.path[:], sys.excepthook, handlers = saved
+        for s, handler in zip(handled, handlers):
+            signal.signal(s, handler)
+
+
+PROGRESS_LINE = re.compile(r'.*\[\d+:\d\d(:\d\d)?[<,\]]')  # tqdm's bar: ... [elapsed<left, rate] or [elapsed, rate]
+
+
+def assert_one_error_line_after_progress(result, *words):
+    """assert_one_error_line for a script that may have drawn progress bars (tqdm, on stderr)
+    before it failed: nothing but those bars, then the one `error: ...` line."""
+    *bars, last = result.stderr.splitlines() or ['']
+    assert all(PROGRESS_LINE.match(line) or not line.strip() for line in bars), result.stderr
+    assert_one_error_line(subprocess.CompletedProcess(result.args, result.returncode, result.stdout, last + '\n'),
+                          *words)
+
+
+needs_dev_full = pytest.mark.skipif(not os.path.exists('/dev/full'), reason="needs Linux's /dev/full to fill a disk")
+
+
+@contextlib.contextmanager
+def full_disk_at(name):
+    """While in the block, writes to a file called `name` or to a temporary of it (.NAME*.tmp)
+    fail as on a full disk: the file is made, but its descriptor is the kernel's /dev/full, which
+    answers every write with ENOSPC."""
+    def is_it(fd):
+        path = os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))
+        return path == name or (path.startswith(f'.{name}') and path.endswith('.tmp'))
+
+    def fill(fd):
+        if is_it(fd):
+            full = os.open('/dev/full', os.O_WRONLY)
+            os.dup2(full, fd)
+            os.close(full)
+        return fd
+
+    fdopen, open_ = os.fdopen, builtins.open
+
+    def open_and_fill(path, *args, **kwargs):
+        f = open_(path, *args, **kwargs)
+        fill(f.fileno())
+        return f
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, 'fdopen', lambda fd, *args, **kwargs: fdopen(fill(fd), *args, **kwargs))
+        patch.setattr(builtins, 'open', open_and_fill)
+        yield

@@ -1,6 +1,8 @@
 """The demos' evaluation scripts: eval_addition.py (greedy exact-match accuracy of an adder) and
 sample_image.py (images drawn by a palette-token GPT, and its val loss), and scoring.py, which
-holds how they score. Offline and small: tiny models, a few training steps, data made in the test."""
+holds how they score. Offline and small: tiny models, a few training steps, data made in the test.
+The scripts run as a user runs them once each after training; their checks and refusals run in
+this process (helpers.run_script_in_process), where JAX has started already."""
 import math
 import os
 import pickle
@@ -16,14 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import common
 import datafiles
 import files
 import model
 import prepare_addition
 import scoring
 from model import GPTConfig
-from test_demos import RunsAShellCommand, assert_one_error_line, read_png
+from helpers import assert_one_error_line, run_script_in_process
+from test_demos import RunsAShellCommand, read_png
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
@@ -37,6 +39,16 @@ def run(cwd, script, *args, timeout=300):
 def ok(p):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p
+
+
+@pytest.fixture
+def run_here(monkeypatch, capsys):
+    """run_here(cwd, script, *args): a demo script run in this process with cwd as the working
+    directory; its exit status, stdout and stderr as a subprocess.CompletedProcess."""
+    def run_here(cwd, script, *args):
+        monkeypatch.chdir(cwd)
+        return run_script_in_process(capsys, ROOT / script, *args)
+    return run_here
 
 
 # ----------------------------------------------------------------------------- accuracy()
@@ -90,15 +102,15 @@ def test_accuracy_agrees_with_argmax_decoding(random_adder, batch_size):
 
 
 def test_accuracy_compiles_generation_once_per_batch_size(random_adder):
-    params, examples, _ = random_adder
+    params, examples, answers = random_adder
     if not hasattr(model.generate, '_cache_size'):
         pytest.skip('this jax has no jit cache introspection')
-    scoring.accuracy(params, TINY_ADDER, examples[:3], N_DIGITS, 16)
+    right = (answers == examples[:, 2 * N_DIGITS:]).all(axis=1)  # [37] what the model gets right
     before = model.generate._cache_size()
-    for count in (1, 16, 17, 35):  # full, short and padded last batches: the same shapes
-        c, t, _ = scoring.accuracy(params, TINY_ADDER, examples[:count], N_DIGITS, 16)
-        assert t == count and 0 <= c <= count
-    assert model.generate._cache_size() == before
+    for count in (1, 5, 6, 13):  # one short batch, a full one, and padded last batches: batches of 5
+        correct, total, _ = scoring.accuracy(params, TINY_ADDER, examples[:count], N_DIGITS, 5)
+        assert (correct, total) == (right[:count].sum(), count)
+    assert model.generate._cache_size() - before == 1  # one compilation for the one batch shape (5 is new here)
 
 
 def test_accuracy_counts_a_perfect_model_as_perfect(random_adder):
@@ -110,8 +122,8 @@ def test_accuracy_counts_a_perfect_model_as_perfect(random_adder):
 
 # ----------------------------------------------------------------------------- eval_addition.py
 
-def test_addition_train_then_eval_end_to_end(tmp_path):
-    ok(run(tmp_path, 'demos/prepare_addition.py'))
+def test_addition_train_then_eval_end_to_end(tmp_path, run_here):
+    prepare_addition.main([f'--out_dir={tmp_path / "data" / "addition"}'])
     ok(run(tmp_path, 'train.py', str(ROOT / 'config' / 'train_addition.py'),
            '--n_layer=1', '--n_head=2', '--n_embd=32', '--batch_size=32', '--max_iters=20',
            '--eval_interval=10', '--eval_iters=2', '--log_interval=10', '--warmup_iters=2',
@@ -124,14 +136,14 @@ def test_addition_train_then_eval_end_to_end(tmp_path):
     if int(m.group(1)) < 500:  # 20 steps of a tiny model: wrong answers are listed
         assert re.search(r'^  wrong: \d+ \+ \d+ = \d+, model said [\d?]+$', p.stdout, re.M)
 
-    p = ok(run(tmp_path, 'demos/eval_addition.py', '--split=train', '--max_examples=300'))
+    p = ok(run_here(tmp_path, 'demos/eval_addition.py', '--split=train', '--max_examples=300'))
     assert re.search(r'^train accuracy: \d+/300 = ', p.stdout, re.M), p.stdout
 
 
-def test_eval_scripts_help_lists_the_settings_with_their_comments_under_headings():
+def test_eval_scripts_help_lists_the_settings_with_their_comments_under_headings(run_here, tmp_path):
     for script, heading, row in [('demos/eval_addition.py', 'system', "batch_size   = 500              examples per generate call"),
                                  ('demos/sample_image.py', 'sampling', "num_samples     = 16              images to draw")]:
-        p = ok(run(ROOT, script, '--help', timeout=60))
+        p = ok(run_here(tmp_path, script, '--help'))
         assert p.stdout.startswith(f'usage: python {os.path.basename(script)}')
         assert f'\n{heading}\n' in p.stdout and f'\n  {row}' in p.stdout
 
@@ -157,7 +169,7 @@ def tiny_images(rng, count):
     return out
 
 
-def test_sample_image_end_to_end(tmp_path):
+def test_sample_image_end_to_end(tmp_path, run_here):
     d = tmp_path / 'data' / 'tinyimg'
     d.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -190,8 +202,8 @@ def test_sample_image_end_to_end(tmp_path):
     assert (grid[:2] == 255).all() and (grid[:, :2] == 255).all()
 
     # the same seed draws the same images
-    ok(run(tmp_path, 'demos/sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
-           '--nrow=3', '--out=again.png'))
+    ok(run_here(tmp_path, 'demos/sample_image.py', '--out_dir=out-img', '--num_samples=6', '--batch_size=4',
+                '--nrow=3', '--out=again.png'))
     np.testing.assert_array_equal(read_png(tmp_path / 'out-img' / 'again.png'), grid)
 
 
@@ -276,19 +288,21 @@ def demo_dir(tmp_path_factory):
     ('sample_image', ['--num_samples=-1'], ['num_samples must be at least 0, not -1']),
     ('sample_image', ['--dtype=float64'], ["dtype must be 'auto', 'float32', 'bfloat16' or 'float16'"]),
 ])
-def test_bad_inputs_exit_1_with_one_line(demo_dir, script, flags, words):
-    p = run(demo_dir, f'demos/{script}.py', *flags, timeout=120)
+def test_bad_inputs_exit_1_with_one_line(demo_dir, run_here, script, flags, words):
+    p = run_here(demo_dir, f'demos/{script}.py', *flags)
     assert_one_error_line(p, *words)
     assert not (demo_dir / 'pwned').exists()
 
 
 def test_eval_addition_piped_into_head_ends_quietly(demo_dir):
-    # an untrained model gets nearly all 9,500 training sums wrong: far more lines than a pipe holds
-    p = subprocess.run(f'{sys.executable} {ROOT / "demos/eval_addition.py"} --split=train --show_wrong=10000 '
-                       f'| head -n 3; exit ${{PIPESTATUS[0]}}', shell=True, executable='/bin/bash',
-                       cwd=demo_dir, capture_output=True, text=True, timeout=300)
+    # an untrained model gets nearly all of 5,000 training sums wrong: 150 kB of lines, more than a pipe holds;
+    # unbuffered, every print reaches the pipe at once, and the reader stops at the first, a setting's
+    p = subprocess.run(f'{sys.executable} {ROOT / "demos/eval_addition.py"} --split=train --max_examples=5000 '
+                       f'--show_wrong=10000 | head -n 1; exit ${{PIPESTATUS[0]}}', shell=True, executable='/bin/bash',
+                       cwd=demo_dir, env={**os.environ, 'PYTHONUNBUFFERED': '1'}, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 141, p.stderr  # ended by the pipe (128 + SIGPIPE), as a pipeline expects
-    assert len(p.stdout.splitlines()) == 3 and p.stderr == ''
+    assert len(p.stdout.splitlines()) == 1 and p.stderr == ''
 
 
 def test_eval_addition_from_another_directory_finds_the_projects_data_and_run(demo_dir, tmp_path):

@@ -1,7 +1,9 @@
 """The data steps of the two demos: addition (prepare_addition.py) and CIFAR-10 images (prepare_image.py).
 
 Everything runs offline: the image tests build a miniature archive in the real
-CIFAR-10 layout from a few synthetic pictures and serve it from 127.0.0.1.
+CIFAR-10 layout from a few synthetic pictures and serve it from 127.0.0.1. Most runs call the
+script's main() in this process (helpers.run_in_process); one of each script runs it as a user
+would, to prove its wiring.
 """
 import http.server
 import io
@@ -22,17 +24,26 @@ import pytest
 import common
 import datafiles
 import files
-from helpers import assert_one_error_line
+from helpers import assert_one_error_line, assert_one_error_line_after_progress, full_disk_at, needs_dev_full, \
+    run_in_process
 import prepare_addition
 import prepare_image
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 
 
-def run_script(script, *args, env=None):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+def run_script(script, *args):
+    """Run one of the demos' scripts end to end, as a user would."""
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    """run(script, *args): the script's main(args) in this process, with tmp_path as the working
+    directory; its exit status, stdout and stderr as a subprocess.CompletedProcess."""
+    monkeypatch.chdir(tmp_path)
+    mains = {"demos/prepare_addition.py": prepare_addition.main, "demos/prepare_image.py": prepare_image.main}
+    return lambda script, *args: run_in_process(capsys, mains[script], [str(a) for a in args])
 
 
 def read_dataset(out_dir):
@@ -107,10 +118,10 @@ def test_addition_every_pair_once_and_held_out_pairs_never_in_train(addition2):
     assert "9,500" in stdout and "500" in stdout
 
 
-def test_addition_split_is_seeded(addition2, tmp_path):
+def test_addition_split_is_seeded(addition2, run, tmp_path):
     out, _ = addition2
-    assert run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'same'}").returncode == 0
-    assert run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'other'}", "--seed=7").returncode == 0
+    assert run("demos/prepare_addition.py", "--out_dir=same").returncode == 0
+    assert run("demos/prepare_addition.py", "--out_dir=other", "--seed=7").returncode == 0
     for name in ["train.bin", "val.bin", "meta.pkl"]:
         assert (tmp_path / "same" / name).read_bytes() == (out / name).read_bytes()
     _, _, val = read_dataset(out)
@@ -119,16 +130,16 @@ def test_addition_split_is_seeded(addition2, tmp_path):
     assert not list(tmp_path.glob("*/*.tmp"))
 
 
-def test_addition_test_fraction_flag(tmp_path):
-    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=1", "--test_fraction=0.25")
+def test_addition_test_fraction_flag(run, tmp_path):
+    r = run("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=1", "--test_fraction=0.25")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(tmp_path)
     assert (len(train), len(val)) == (75, 25)
     assert meta["example_len"] == 4 and meta["prompt_len"] == 2
 
 
-def test_addition_three_digits_counts(tmp_path):
-    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=3")
+def test_addition_three_digits_counts(run, tmp_path):
+    r = run("demos/prepare_addition.py", f"--out_dir={tmp_path}", "--digits=3")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(tmp_path)
     assert meta["example_len"] == 10 and meta["prompt_len"] == 6 and meta["digits"] == 3
@@ -147,8 +158,8 @@ def test_addition_three_digits_counts(tmp_path):
     (["--seed"], ["--seed: expected one argument"]),
     (["--base=16"], ["unrecognized arguments: --base=16", "--help"]),
 ])
-def test_addition_bad_flags_exit_1_with_one_line(tmp_path, flags, words):
-    r = run_script("demos/prepare_addition.py", f"--out_dir={tmp_path / 'out'}", *flags)
+def test_addition_bad_flags_exit_1_with_one_line(run, tmp_path, flags, words):
+    r = run("demos/prepare_addition.py", "--out_dir=out", *flags)
     assert_one_error_line(r, *words)
     assert not (tmp_path / "out").exists()
 
@@ -244,10 +255,10 @@ def test_image_tokens_reproduce_images_with_few_colours(cifar, tmp_path):
     assert "15 images" in r.stdout and not list(out.glob("*.tmp"))
 
 
-def test_image_tokens_are_the_nearest_palette_colour(cifar, tmp_path):
+def test_image_tokens_are_the_nearest_palette_colour(cifar, run, tmp_path):
     archive, train_images, test_images = cifar
     out = tmp_path / "out"
-    r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=4", "--size=16")
+    r = run("demos/prepare_image.py", f"--input={archive}", "--out_dir=out", "--colors=4", "--size=16")
     assert r.returncode == 0, r.stderr
     meta, train, val = read_dataset(out)
     assert meta["example_len"] == 257 and meta["image_size"] == 16 and meta["vocab_size"] == 5
@@ -260,26 +271,26 @@ def test_image_tokens_are_the_nearest_palette_colour(cifar, tmp_path):
         assert (dist[np.arange(len(pixels)), chosen] == dist.min(axis=1)).all()
 
 
-def test_image_download_from_server_then_reuse(cifar, http_server, tmp_path):
+def test_image_download_from_server_then_reuse(cifar, http_server, run, tmp_path, monkeypatch):
     archive, _, _ = cifar
     (http_server.root / prepare_image.ARCHIVE).write_bytes(archive.read_bytes())
     out = tmp_path / "out"
-    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8",
-                   env={prepare_image.BASE_URL_ENV: http_server.url})
+    monkeypatch.setenv(prepare_image.BASE_URL_ENV, http_server.url)
+    r = run("demos/prepare_image.py", "--out_dir=out", "--colors=8")
     assert r.returncode == 0, r.stderr
     assert (out / prepare_image.ARCHIVE).read_bytes() == archive.read_bytes()
     assert not list(out.glob("*.part"))
     first = (out / "train.bin").read_bytes()
     # the archive is there: no second download, even with the network gone
-    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8", f"--base_url={closed_port_url()}")
+    r = run("demos/prepare_image.py", "--out_dir=out", "--colors=8", f"--base_url={closed_port_url()}")
     assert r.returncode == 0, r.stderr
     assert "already downloaded" in r.stdout
     assert (out / "train.bin").read_bytes() == first
 
 
-def test_image_without_network_fails_naming_input(tmp_path):
+def test_image_without_network_fails_naming_input(run, tmp_path):
     out = tmp_path / "out"
-    r = run_script("demos/prepare_image.py", f"--out_dir={out}", f"--base_url={closed_port_url()}")
+    r = run("demos/prepare_image.py", "--out_dir=out", f"--base_url={closed_port_url()}")
     assert_one_error_line(r, "could not download", f"--input=PATH/{prepare_image.ARCHIVE}")
     assert not out.exists()  # no .part, no archive, no half dataset
 
@@ -303,25 +314,25 @@ def cut_off_server(data):
     return server
 
 
-def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server, tmp_path):
+def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server, run, tmp_path):
     archive, _, _ = cifar
     data = archive.read_bytes()
     out = tmp_path / "out"
     server = cut_off_server(data)
     try:
-        r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8",
-                       f"--base_url=http://127.0.0.1:{server.server_address[1]}")
+        r = run("demos/prepare_image.py", "--out_dir=out", "--colors=8",
+                f"--base_url=http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
         server.server_close()
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.splitlines()[-1].startswith("error: could not download") and "run again to resume" in r.stderr
+    # the download's progress bar, then the error on a line of its own
+    assert_one_error_line_after_progress(r, "could not download", "run again to resume")
     # what arrived is kept under .part only: no file under the archive's name is ever partial
     assert os.listdir(out) == [prepare_image.ARCHIVE + ".part"]
     assert (out / (prepare_image.ARCHIVE + ".part")).read_bytes() == data[:len(data) // 2]
 
     (http_server.root / prepare_image.ARCHIVE).write_bytes(data)
-    r = run_script("demos/prepare_image.py", f"--out_dir={out}", "--colors=8", f"--base_url={http_server.url}")
+    r = run("demos/prepare_image.py", "--out_dir=out", "--colors=8", f"--base_url={http_server.url}")
     assert r.returncode == 0, r.stderr
     assert ("GET", f"/{prepare_image.ARCHIVE}", f"bytes={len(data) // 2}-") in http_server.seen  # only the rest
     assert (out / prepare_image.ARCHIVE).read_bytes() == data
@@ -333,6 +344,7 @@ def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server
     (["--input=nowhere/cifar-10-python.tar.gz"], ["--input file not found: nowhere/cifar-10-python.tar.gz",
                                                   "--input=PATH/cifar-10-python.tar.gz"]),
     (["--input=folder"], ["--input=folder is a directory", "--input=PATH/cifar-10-python.tar.gz"]),
+    (["--input=pipe.tar.gz"], ["--input=pipe.tar.gz is a named pipe", "--input=PATH/cifar-10-python.tar.gz"]),
     (["--input=garbage.tar.gz"], ["garbage.tar.gz is not a readable tar.gz", "--input=PATH/cifar-10-python.tar.gz"]),
     (["--input=other.tar.gz"], ["the archive has no cifar-10-batches-py/data_batch_1", "CIFAR-10 python version"]),
     (["--input=cifar-10-python.tar.gz", "--colors=1"], ["--colors must be between 2 and 65535"]),
@@ -341,15 +353,25 @@ def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server
     (["--input=cifar-10-python.tar.gz", "--size=12"], ["--size: invalid choice: 12", "--help"]),
     (["--input=cifar-10-python.tar.gz", "--kmeans_iters=0"], ["--kmeans_pixels and --kmeans_iters must be positive"]),
 ])
-def test_image_bad_input_exits_1_with_one_line(cifar, tmp_path, flags, words):
+def test_image_bad_input_exits_1_with_one_line(cifar, run, tmp_path, flags, words):
     (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe.tar.gz")
     (tmp_path / "garbage.tar.gz").write_bytes(b"not a tar file at all" * 100)
     with tarfile.open(tmp_path / "other.tar.gz", "w:gz") as tar:
         tar.add(cifar[0], arcname="something/else")
-    r = subprocess.run([sys.executable, str(ROOT / "demos/prepare_image.py"), *flags, "--out_dir=out"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = run("demos/prepare_image.py", *flags, "--out_dir=out")
     assert_one_error_line(r, *words)
     assert not (tmp_path / "out").exists()
+
+
+@needs_dev_full
+def test_image_preview_on_a_full_disk_says_so_and_keeps_the_whole_dataset(cifar, run, tmp_path):
+    with full_disk_at("preview.png"):
+        r = run("demos/prepare_image.py", f"--input={cifar[0]}", "--out_dir=out", "--colors=8")
+    assert_one_error_line_after_progress(r, "wrote the dataset to out, but could not write out/preview.png "
+                                            "(the disk is full)")
+    read_dataset(tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == ["meta.pkl", "train.bin", "val.bin"]  # no part of a preview
 
 
 class RunsAShellCommand:
@@ -360,14 +382,14 @@ class RunsAShellCommand:
         return (os.system, (self.command,))
 
 
-def test_image_refuses_a_pickle_naming_a_foreign_callable(cifar, tmp_path):
+def test_image_refuses_a_pickle_naming_a_foreign_callable(cifar, run, tmp_path):
     _, train_images, test_images = cifar
     marker = tmp_path / "pwned"
     evil = pickle.dumps({b"data": RunsAShellCommand(f"touch {marker}")}, protocol=3)
     archive = write_cifar_archive(tmp_path / "evil.tar.gz", [train_images[:3]] * 5, test_images,
                                   replace={"data_batch_3": evil})
     out = tmp_path / "out"
-    r = run_script("demos/prepare_image.py", f"--input={archive}", f"--out_dir={out}", "--colors=8")
+    r = run("demos/prepare_image.py", f"--input={archive}", "--out_dir=out", "--colors=8")
     assert_one_error_line(r, "cifar-10-batches-py/data_batch_3: refusing to load posix.system")
     assert not marker.exists()
     assert not out.exists()

@@ -1,13 +1,18 @@
-"""Tests of prepare_char.py and prepare_owt.py: the .bin files decode back to exactly the input,
-the splits are as documented, a BPE trained on the corpus is one tiktoken reads, downloads (also
-resumed ones) work against a local server, and every bad input ends in one clear line and exit
-code 1, with no output files left behind."""
-import functools
+"""Tests of prepare_char.py, prepare_owt.py and bench_prepare.py: the .bin files decode back to
+exactly the input, the splits are as documented, a BPE trained on the corpus is one tiktoken
+reads, downloads (also resumed ones) work against a local server, every bad input ends in one
+clear line and exit code 1 with no output files left behind, and no fault (a full disk, a kill,
+Ctrl-C) leaves a dataset that looks complete but is not.
+
+Most runs call the script's main() in this process (helpers.run_in_process: what the user would
+see, without starting Python again); a few run the script itself, to prove its wiring, or where
+only a process of its own can show the property (a kill, Ctrl-C, something that could hang)."""
+import errno
 import io
 import json
 import os
-import pickle
 import random
+import re
 import shutil
 import signal
 import socket
@@ -21,15 +26,23 @@ import numpy as np
 import pytest
 import tiktoken
 
+import bench_prepare
 import common
 import datafiles
 import files
-from helpers import assert_one_error_line
+import prepare_addition
 import prepare_char
+import prepare_image
 import prepare_owt
+import tokenizer
+from helpers import (PROGRESS_LINE, assert_one_error_line, assert_one_error_line_after_progress, full_disk_at,
+                     needs_dev_full, run_in_process)
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 EOT = 50256
+MAINS = {"prepare_char.py": prepare_char.main, "prepare_owt.py": prepare_owt.main,
+         "bench_prepare.py": bench_prepare.main, "demos/prepare_addition.py": prepare_addition.main,
+         "demos/prepare_image.py": prepare_image.main}
 
 
 @pytest.fixture
@@ -37,19 +50,18 @@ def enc(gpt2_bpe):
     return gpt2_bpe
 
 
-def run_script(script, *args, cwd, prefix=()):
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    """run(script, *args): the script's main(args) in this process, with tmp_path as the working
+    directory; its exit status, stdout and stderr as a subprocess.CompletedProcess."""
+    monkeypatch.chdir(tmp_path)
+    return lambda script, *args: run_in_process(capsys, MAINS[script], [str(a) for a in args])
+
+
+def run_script(script, *args, cwd, prefix=(), timeout=120):
     """Run one of the scripts end to end, as a user would."""
     return subprocess.run([*prefix, sys.executable, str(ROOT / script), *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def assert_user_error(result, *words):
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ")
-    for word in words:
-        assert word in lines[-1]
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def closed_port_url():
@@ -58,20 +70,6 @@ def closed_port_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-def record_requests(server):
-    """Have `server` note (method, path, Range header) of each request it answers."""
-    seen = []
-    handler = server.httpd.RequestHandlerClass  # functools.partial(<handler class>, directory=...)
-
-    class Recording(handler.func):
-        def send_head(self):
-            seen.append((self.command, self.path, self.headers.get("Range")))
-            return super().send_head()
-
-    server.httpd.RequestHandlerClass = functools.partial(Recording, *handler.args, **handler.keywords)
-    return seen
 
 
 def bin_documents(path, enc):
@@ -141,6 +139,20 @@ def made_up_documents(n, seed=0):
     return docs
 
 
+def write_documents(folder, docs):
+    """Each document as a .txt file of its own in folder, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, doc in enumerate(docs):
+        (folder / f"{i:03d}.txt").write_text(doc, encoding="utf-8")
+
+
+def dead_pid():
+    """The id of a process that has ended."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
 # ----------------------------------------------------------------------------
 # prepare_char.py
 
@@ -151,8 +163,8 @@ def read_char_dataset(out_dir):
     return "".join(meta["itos"][i] for i in ids.tolist())
 
 
-def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(tiny_shakespeare, tmp_path):
-    result = run_script("prepare_char.py", f"--input={tiny_shakespeare}", "--out_dir=sc", cwd=tmp_path)
+def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(tiny_shakespeare, run, tmp_path):
+    result = run("prepare_char.py", f"--input={tiny_shakespeare}", "--out_dir=sc")
     assert result.returncode == 0, result.stderr
     assert "vocab size: 65" in result.stdout
     assert "train has 1,003,854 tokens" in result.stdout and "val has 111,540 tokens" in result.stdout
@@ -171,10 +183,10 @@ def test_char_tiny_shakespeare_round_trips_with_nanogpt_sizes(tiny_shakespeare, 
     assert (tmp_path / "sc" / "input.txt").read_bytes() == tiny_shakespeare.read_bytes()
 
 
-def test_char_any_utf8_text_round_trips(tmp_path):
+def test_char_any_utf8_text_round_trips(run, tmp_path):
     text = "naïve café — ünïcödé ✓ 日本語\r\n" * 50  # \r kept: the text exactly as written
     (tmp_path / "mine.txt").write_bytes(text.encode("utf-8"))
-    result = run_script("prepare_char.py", "--input=mine.txt", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_char.py", "--input=mine.txt", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert read_char_dataset(tmp_path / "out") == text
     assert (tmp_path / "out" / "input.txt").read_bytes() == text.encode("utf-8")
@@ -183,43 +195,43 @@ def test_char_any_utf8_text_round_trips(tmp_path):
         == {(tmp_path / "plain").stat().st_mode}
 
 
-def test_char_downloads_its_text_once(http_server, made_up_text, tmp_path):
+def test_char_downloads_its_text_once(http_server, made_up_text, run, tmp_path):
     text = made_up_text(20_000)
     (http_server.root / "input.txt").write_text(text, encoding="utf-8")
-    result = run_script("prepare_char.py", f"--url={http_server.url}/input.txt", cwd=tmp_path)
+    result = run("prepare_char.py", f"--url={http_server.url}/input.txt")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "data" / "shakespeare_char"
     assert (out / "input.txt").read_text(encoding="utf-8") == text
     assert sorted(os.listdir(out)) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
     assert read_char_dataset(out) == text
     # the next run uses the copy on disk and needs no network
-    again = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", cwd=tmp_path)
+    again = run("prepare_char.py", f"--url={closed_port_url()}/input.txt")
     assert again.returncode == 0, again.stderr
     assert "downloading" not in again.stdout
 
 
-def test_char_keeps_its_text_for_the_readmes_bpe_command(gpt2_bpe, made_up_text, tmp_path):
+def test_char_keeps_its_text_for_the_readmes_bpe_command(gpt2_bpe, made_up_text, run, tmp_path):
     text = made_up_text(20_000)
     (tmp_path / "play.txt").write_text(text, encoding="utf-8")
     # the README's two commands, with a local file for tiny Shakespeare
-    first = run_script("prepare_char.py", "--input=play.txt", "--out_dir=data/shakespeare_char", cwd=tmp_path)
+    first = run("prepare_char.py", "--input=play.txt", "--out_dir=data/shakespeare_char")
     assert first.returncode == 0, first.stderr
-    second = run_script("prepare_owt.py", "--input=data/shakespeare_char/input.txt", "--split=tail",
-                        "--out_dir=data/shakespeare", cwd=tmp_path)
+    second = run("prepare_owt.py", "--input=data/shakespeare_char/input.txt", "--split=tail",
+                 "--out_dir=data/shakespeare")
     assert second.returncode == 0, second.stderr
     n = int(len(text) * 0.9)
     assert np.fromfile(tmp_path / "data/shakespeare/train.bin", dtype=np.uint16).tolist() == gpt2_bpe.encode_ordinary(text[:n])
     assert np.fromfile(tmp_path / "data/shakespeare/val.bin", dtype=np.uint16).tolist() == gpt2_bpe.encode_ordinary(text[n:])
 
 
-def test_char_without_network_or_input_exits_1_and_leaves_nothing(tmp_path):
-    result = run_script("prepare_char.py", f"--url={closed_port_url()}/input.txt", "--out_dir=out", cwd=tmp_path)
+def test_char_without_network_or_input_exits_1_and_leaves_nothing(run, tmp_path):
+    result = run("prepare_char.py", f"--url={closed_port_url()}/input.txt", "--out_dir=out")
     assert_one_error_line(result, "could not download", "--input=FILE")
     assert not (tmp_path / "out").exists()
 
 
-def test_char_missing_remote_file_exits_1_and_leaves_nothing(http_server, tmp_path):
-    result = run_script("prepare_char.py", f"--url={http_server.url}/nothing-here.txt", "--out_dir=out", cwd=tmp_path)
+def test_char_missing_remote_file_exits_1_and_leaves_nothing(http_server, run, tmp_path):
+    result = run("prepare_char.py", f"--url={http_server.url}/nothing-here.txt", "--out_dir=out")
     assert_one_error_line(result, "HTTP 404", "--input=FILE")
     assert not (tmp_path / "out").exists()
 
@@ -227,33 +239,48 @@ def test_char_missing_remote_file_exits_1_and_leaves_nothing(http_server, tmp_pa
 @pytest.mark.parametrize("flags, words", [
     (["--input=nope.txt"], ["nope.txt not found", "--input=FILE"]),
     (["--input=folder"], ["folder is a directory", "--input=FILE"]),
+    (["--input=link.txt"], ["link.txt is a broken symbolic link", "--input=FILE"]),
     (["--input=latin1.txt"], ["latin1.txt is not UTF-8", "convert it to UTF-8"]),
     (["--input=empty.txt"], ["only 0 characters", "longer --input"]),
     (["--input=x.txt"], ["only 1 characters", "longer --input"]),
     (["--inptu=one.txt"], ["unrecognized arguments: --inptu", "--help"]),
     (["--input"], ["--input: expected one argument", "--help"]),
 ])
-def test_char_bad_input_exits_1_with_one_line(tmp_path, flags, words):
+def test_char_bad_input_exits_1_with_one_line(run, tmp_path, flags, words):
     (tmp_path / "folder").mkdir()
+    (tmp_path / "link.txt").symlink_to("nowhere.txt")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1") * 10)
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "x.txt").write_text("x")
-    result = run_script("prepare_char.py", *flags, "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_char.py", *flags, "--out_dir=out")
     assert_one_error_line(result, *words)
     assert not (tmp_path / "out").exists()
 
 
-def test_char_unreadable_input_exits_1_with_one_line(tmp_path):
-    (tmp_path / "secret.txt").write_text("private text")
-    (tmp_path / "secret.txt").chmod(0)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_char_refuses_a_named_pipe_instead_of_waiting_on_it(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")  # nothing ever writes to it: reading it would wait forever
+    result = run_script("prepare_char.py", "--input=pipe.txt", "--out_dir=out", cwd=tmp_path, timeout=60)
+    assert_one_error_line(result, "pipe.txt is a named pipe", "--input=FILE")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script, flags, words", [
+    ("prepare_char.py", ["--input=c/secret.txt"], ["cannot read c/secret.txt (Permission denied)", "--input=FILE"]),
+    ("prepare_owt.py", ["--input=c", "--vocab_size=260"], ["cannot read c/secret.txt (Permission denied)", "--input"]),
+])
+def test_unreadable_input_exits_1_with_one_line(tmp_path, script, flags, words):
+    write_documents(tmp_path / "c", ["a first document", "a second one", "and a third"])
+    (tmp_path / "c" / "secret.txt").write_text("private text")
+    (tmp_path / "c" / "secret.txt").chmod(0)
     prefix = ()
     if os.geteuid() == 0:  # root reads any file, unless it gives up that capability for the run
         if not shutil.which("setpriv"):
             pytest.skip("run as root: needs setpriv (util-linux) to run the script without the right to read any file")
         prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
-    result = run_script("prepare_char.py", "--input=secret.txt", "--out_dir=out", cwd=tmp_path, prefix=prefix)
-    assert_one_error_line(result, "cannot read secret.txt (Permission denied)", "--input=FILE")
-    assert not (tmp_path / "out").exists()
+    result = run_script(script, *flags, "--out_dir=out", cwd=tmp_path, prefix=prefix)
+    assert_one_error_line_after_progress(result, *words)
+    assert not list(tmp_path.glob("out/*"))
 
 
 def commit_interrupted_after(name, text, out_dir, tmp_path):
@@ -292,43 +319,46 @@ def test_char_killed_between_renames_is_refused_then_repaired(made_up_text, tmp_
     assert sorted(os.listdir(tmp_path / "ds")) == ["input.txt", "meta.pkl", "train.bin", "val.bin"]
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to fill a disk")
-def test_char_full_disk_leaves_the_old_dataset_and_no_temporaries(made_up_text, tmp_path, monkeypatch, capsys):
+@needs_dev_full
+@pytest.mark.parametrize("name", ["input.txt", "train.bin", "meta.pkl", datafiles.INCOMPLETE])
+def test_char_full_disk_leaves_the_old_dataset_and_no_temporaries(made_up_text, run, tmp_path, name):
     old, new = made_up_text(5_000, seed=1), made_up_text(8_000, seed=2)
     (tmp_path / "old.txt").write_text(old, encoding="utf-8")
     (tmp_path / "new.txt").write_text(new, encoding="utf-8")
-    out = tmp_path / "ds"
-    prepare_char.main([f"--input={tmp_path / 'old.txt'}", f"--out_dir={out}"])
-    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    assert run("prepare_char.py", "--input=old.txt", "--out_dir=ds").returncode == 0
+    before = {path.name: path.read_bytes() for path in (tmp_path / "ds").iterdir()}
 
-    # the disk fills up half-way: input.txt is written, then every write of train.bin fails with
-    # ENOSPC, as the kernel's /dev/full answers
-    fdopen, opened = os.fdopen, []
-
-    def fdopen_on_a_full_disk(fd, *args, **kwargs):
-        opened.append(fd)
-        if len(opened) == 2:
-            full = os.open("/dev/full", os.O_WRONLY)
-            os.dup2(full, fd)
-            os.close(full)
-        return fdopen(fd, *args, **kwargs)
-
-    monkeypatch.setattr(os, "fdopen", fdopen_on_a_full_disk)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        common.run_main(prepare_char.main, [f"--input={tmp_path / 'new.txt'}", f"--out_dir={out}"])
-    assert e.value.code == 1 and len(opened) == 2
-    assert capsys.readouterr().err == f"error: could not write the dataset in {out} (the disk is full)\n"
+    with full_disk_at(name):  # the disk fills up when this file is written
+        result = run("prepare_char.py", "--input=new.txt", "--out_dir=ds")
+    assert (result.returncode, result.stderr) == (1, "error: could not write the dataset in ds (the disk is full)\n")
     # the old dataset, whole and loadable; no temporaries, no marker
-    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
-    assert read_char_dataset(out) == old
+    assert {path.name: path.read_bytes() for path in (tmp_path / "ds").iterdir()} == before
+    assert read_char_dataset(tmp_path / "ds") == old
+
+
+def test_char_dataset_that_lost_its_meta_is_refused_not_read_as_gpt2_bpe(made_up_text, run, tmp_path):
+    (tmp_path / "play.txt").write_text(made_up_text(5_000), encoding="utf-8")
+    assert run("prepare_char.py", "--input=play.txt", "--out_dir=ds").returncode == 0
+    (tmp_path / "ds" / "meta.pkl").unlink()
+    with pytest.raises(common.UserError, match=r"ds has no meta.pkl, and its tokens \(all below \d+\) are not GPT-2 "
+                                               r"BPE: its vocabulary is lost; prepare the dataset again "
+                                               r"\(python prepare_char.py\)"):
+        datafiles.check_dataset(str(tmp_path / "ds"), "python prepare_char.py")
+
+    # nanoGPT's own prepare scripts write GPT-2 BPE sets without a meta.pkl: those still read as GPT-2 BPE
+    ids = np.random.default_rng(0).integers(0, tokenizer.GPT2_VOCAB, 3000).astype(np.uint16)
+    (tmp_path / "bpe").mkdir()
+    (tmp_path / "bpe" / "train.bin").write_bytes(ids[:2000].tobytes())
+    (tmp_path / "bpe" / "val.bin").write_bytes(ids[2000:].tobytes())
+    meta = datafiles.check_dataset(str(tmp_path / "bpe"))
+    assert meta == {} and tokenizer.model_vocab_size(meta) == tokenizer.GPT2_PADDED_VOCAB
 
 
 # ----------------------------------------------------------------------------
 # prepare_owt.py: splits and round trips
 
-def test_owt_tail_split_reproduces_nanogpt_shakespeare(tiny_shakespeare, tmp_path, enc):
-    result = run_script("prepare_owt.py", f"--input={tiny_shakespeare}", "--split=tail", "--out_dir=sbpe", cwd=tmp_path)
+def test_owt_tail_split_reproduces_nanogpt_shakespeare(tiny_shakespeare, run, tmp_path, enc):
+    result = run("prepare_owt.py", f"--input={tiny_shakespeare}", "--split=tail", "--out_dir=sbpe")
     assert result.returncode == 0, result.stderr
     assert "train has 301,966 tokens" in result.stdout and "val has 36,059 tokens" in result.stdout
     train = np.fromfile(tmp_path / "sbpe" / "train.bin", dtype=np.uint16).tolist()
@@ -340,7 +370,7 @@ def test_owt_tail_split_reproduces_nanogpt_shakespeare(tiny_shakespeare, tmp_pat
     assert sorted(os.listdir(tmp_path / "sbpe")) == ["meta.pkl", "train.bin", "val.bin"]
 
 
-def test_owt_local_corpus_round_trips_documents_in_order(made_up_text, tmp_path, enc):
+def test_owt_local_corpus_round_trips_documents_in_order(made_up_text, run, tmp_path, enc):
     docs = cut_documents(made_up_text(100_000), 60)
     docs[3] = "a literal <|endoftext|> in the text stays text"  # encode_ordinary, not the special token
     corpus = tmp_path / "corpus"
@@ -354,8 +384,8 @@ def test_owt_local_corpus_round_trips_documents_in_order(made_up_text, tmp_path,
         for doc in docs[40:]:
             f.write(json.dumps({"text": doc, "url": "x"}) + "\n")
 
-    result = run_script("prepare_owt.py", "--input", "corpus", "extra/*.jsonl", "--val_fraction=0.3",
-                        "--num_proc=2", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", "--input", "corpus", "extra/*.jsonl", "--val_fraction=0.3", "--num_proc=2",
+                 "--out_dir=out")
     assert result.returncode == 0, result.stderr
     train, train_tokens = bin_documents(tmp_path / "out" / "train.bin", enc)
     val, val_tokens = bin_documents(tmp_path / "out" / "val.bin", enc)
@@ -401,10 +431,10 @@ def test_worker_tokens_equal_encode_ordinary_with_and_without_encode_to_numpy(ma
     assert prepare_owt.encode_ordinary(text).tolist() == expected
 
 
-def test_owt_default_fraction_still_gives_a_val_document(tmp_path, enc):
+def test_owt_default_fraction_still_gives_a_val_document(run, tmp_path, enc):
     for i in range(3):
         (tmp_path / f"{i}.txt").write_text(f"document number {i}.", encoding="utf-8")
-    result = run_script("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
     val, _ = bin_documents(tmp_path / "out" / "val.bin", enc)
@@ -412,14 +442,14 @@ def test_owt_default_fraction_still_gives_a_val_document(tmp_path, enc):
     assert (train, val) == (["document number 0.", "document number 1."], ["document number 2."])
 
 
-def test_owt_counts_bad_utf8_and_skips_empty_documents(tmp_path, enc):
+def test_owt_counts_bad_utf8_and_skips_empty_documents(run, tmp_path, enc):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "0.txt").write_text("first good document", encoding="utf-8")
     (tmp_path / "c" / "1.txt").write_bytes(b"bad \xff\xfe bytes here")
     (tmp_path / "c" / "2.txt").write_bytes(b"")
     (tmp_path / "c" / "3.txt").write_text("  \n\n \t", encoding="utf-8")
     (tmp_path / "c" / "4.txt").write_text("last good document", encoding="utf-8")
-    result = run_script("prepare_owt.py", "--input=c", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", "--input=c", "--val_fraction=0.5", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert "empty documents skipped: 2; documents with bad UTF-8 (replaced): 1" in result.stdout
     train, _ = bin_documents(tmp_path / "out" / "train.bin", enc)
@@ -427,11 +457,11 @@ def test_owt_counts_bad_utf8_and_skips_empty_documents(tmp_path, enc):
     assert_split_in_order(["first good document", "bad \ufffd\ufffd bytes here", "last good document"], train, val)
 
 
-def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(tmp_path, enc):
+def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(run, tmp_path, enc):
     members = [[b"\n  first doc\n\n\n\nafter four newlines  \n", b"second doc\n\n\nthird para"],
                [b" \n\n ", b"bad \xc3\x28 utf8\n", "fifth: caf\u00e9\n\n\n\n\nend".encode("utf-8")]]
     make_owt_shard(tmp_path / "shard.tar", members)
-    result = run_script("prepare_owt.py", "--input=shard.tar", "--val_fraction=0.5", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", "--input=shard.tar", "--val_fraction=0.5", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert "empty documents skipped: 1; documents with bad UTF-8 (replaced): 1" in result.stdout
     expected = ["first doc\n\nafter four newlines", "second doc\n\nthird para", "bad \ufffd( utf8",
@@ -444,18 +474,18 @@ def test_owt_reads_openwebtext_layout_and_cleans_like_the_reference_loader(tmp_p
     with tarfile.open(tmp_path / "shard.tar") as tar:
         data = tar.extractfile("openwebtext/urlsf_subset00-0_data.xz").read()
     (tmp_path / "one.xz").write_bytes(data)
-    result = run_script("prepare_owt.py", "--input=one.xz", "--out_dir=xz", cwd=tmp_path)
+    result = run("prepare_owt.py", "--input=one.xz", "--out_dir=xz")
     assert result.returncode == 0, result.stderr
     train, _ = bin_documents(tmp_path / "xz" / "train.bin", enc)
     val, _ = bin_documents(tmp_path / "xz" / "val.bin", enc)
     assert train + val == expected[:2]
 
 
-def test_owt_gpt2_dataset_has_a_meta_with_the_bytes_of_each_token(tmp_path, enc):
+def test_owt_gpt2_dataset_has_a_meta_with_the_bytes_of_each_token(run, tmp_path, enc):
     docs = ["plain ASCII text.", "naïve café — 日本語 ✓", "a literal <|endoftext|> stays text"]
     for i, doc in enumerate(docs):
         (tmp_path / f"{i}.txt").write_text(doc, encoding="utf-8")
-    result = run_script("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", f"--input={tmp_path}", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert "meta.pkl (GPT-2's BPE)" in result.stdout
     meta = datafiles.check_dataset(tmp_path / "out", "")  # complete, and read with the restricted unpickler
@@ -475,14 +505,14 @@ def own_bpe(out_dir):
     return meta, tiktoken.Encoding("own", **meta["tokenizer"])
 
 
-def test_owt_own_bpe_round_trips_documents_and_learns_from_train_documents_only(tmp_path):
+def test_owt_own_bpe_round_trips_documents_and_learns_from_train_documents_only(run, tmp_path):
     docs = made_up_documents(80)
     docs[5] = "a literal <|endoftext|> in the text stays text"
     with open(tmp_path / "c.jsonl", "w", encoding="utf-8") as f:
         for doc in docs:
             f.write(json.dumps({"text": doc}) + "\n")
-    result = run_script("prepare_owt.py", "--input=c.jsonl", "--vocab_size=300", "--val_fraction=0.3", "--num_proc=2",
-                        "--out_dir=out", cwd=tmp_path)
+    result = run("prepare_owt.py", "--input=c.jsonl", "--vocab_size=300", "--val_fraction=0.3", "--num_proc=2",
+                 "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert "trained a BPE of 300 tokens" in result.stdout and "(its own BPE of 300 tokens)" in result.stdout
 
@@ -505,11 +535,10 @@ def test_owt_own_bpe_round_trips_documents_and_learns_from_train_documents_only(
     assert ranks != prepare_owt.train_bpe(iter(docs), 300)["mergeable_ranks"]
 
 
-def test_owt_own_bpe_tail_split_round_trips_and_learns_from_the_train_part(tmp_path):
+def test_owt_own_bpe_tail_split_round_trips_and_learns_from_the_train_part(run, tmp_path):
     text = "\n\n".join(made_up_documents(60))
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
-    result = run_script("prepare_owt.py", "--input=t.txt", "--split=tail", "--vocab_size=350", "--out_dir=out",
-                        cwd=tmp_path)
+    result = run("prepare_owt.py", "--input=t.txt", "--split=tail", "--vocab_size=350", "--out_dir=out")
     assert result.returncode == 0, result.stderr
     meta, bpe = own_bpe(tmp_path / "out")
     train = np.fromfile(tmp_path / "out" / "train.bin", dtype=np.uint16).tolist()
@@ -520,13 +549,10 @@ def test_owt_own_bpe_tail_split_round_trips_and_learns_from_the_train_part(tmp_p
     assert meta["tokenizer"]["mergeable_ranks"] == prepare_owt.train_bpe([text[:n]], 350)["mergeable_ranks"]
 
 
-def test_owt_bpe_sample_chars_bounds_what_the_bpe_learns_from(tmp_path):
-    docs = made_up_documents(40)
-    (tmp_path / "c").mkdir()
-    for i, doc in enumerate(docs):
-        (tmp_path / "c" / f"{i:03d}.txt").write_text(doc, encoding="utf-8")
-    result = run_script("prepare_owt.py", "--input=c", "--vocab_size=280", "--bpe_sample_chars=2500",
-                        "--val_fraction=0.2", "--out_dir=out", cwd=tmp_path)
+def test_owt_bpe_sample_chars_bounds_what_the_bpe_learns_from(run, tmp_path):
+    write_documents(tmp_path / "c", made_up_documents(40))
+    result = run("prepare_owt.py", "--input=c", "--vocab_size=280", "--bpe_sample_chars=2500", "--val_fraction=0.2",
+                 "--out_dir=out")
     assert result.returncode == 0, result.stderr
     assert "trained a BPE of 280 tokens on 2,500 characters" in result.stdout
     meta, bpe = own_bpe(tmp_path / "out")
@@ -539,6 +565,29 @@ def test_owt_bpe_sample_chars_bounds_what_the_bpe_learns_from(tmp_path):
             break
     assert meta["tokenizer"]["mergeable_ranks"] == prepare_owt.train_bpe(iter(sample), 280)["mergeable_ranks"]
 
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_owt_skips_what_in_a_folder_is_not_a_regular_file_and_says_so(tmp_path):
+    docs = made_up_documents(6)
+    write_documents(tmp_path / "c", docs[:5])
+    (tmp_path / "elsewhere.txt").write_text(docs[5], encoding="utf-8")
+    (tmp_path / "c" / "005.txt").symlink_to(tmp_path / "elsewhere.txt")  # a link to a file is read
+    (tmp_path / "c" / "gone.txt").symlink_to(tmp_path / "deleted.txt")
+    os.mkfifo(tmp_path / "c" / "pipe.txt")  # nothing ever writes to it: reading it would wait forever
+    # a process of its own, so that a run stuck on the pipe fails the test instead of hanging it
+    result = run_script("prepare_owt.py", "--input=c", "--vocab_size=270", "--val_fraction=0.3", "--out_dir=out",
+                        cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("skipped 2 entries that are not regular files: c/gone.txt (a broken symbolic link), "
+            "c/pipe.txt (a named pipe)") in result.stdout
+    _, bpe = own_bpe(tmp_path / "out")
+    train, _ = bin_documents(tmp_path / "out" / "train.bin", bpe)
+    val, _ = bin_documents(tmp_path / "out" / "val.bin", bpe)
+    assert_split_in_order(docs, train, val)
+
+
+# ----------------------------------------------------------------------------
+# prepare_owt.py: the worker processes, Ctrl-C, a kill
 
 def processes():
     """{pid: (parent pid, state)} of every process now, from Linux's /proc."""
@@ -567,32 +616,69 @@ def running(pids):
     return [p for p in pids if p in procs and procs[p][1] not in "ZX"]  # a zombie is dead, not yet reaped
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with their parent on Linux")
-def test_owt_workers_die_when_the_main_process_is_killed(tmp_path):
-    with open(tmp_path / "c.jsonl", "w", encoding="utf-8") as f:
-        for doc in made_up_documents(30_000):  # a few MB: seconds of work in 2 processes
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory):
+    """c.jsonl of 30,000 made-up documents: a few MB, seconds of work for prepare_owt in 2 processes."""
+    path = tmp_path_factory.mktemp("big") / "c.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for doc in made_up_documents(30_000):
             f.write(json.dumps({"text": doc}) + "\n")
-    p = subprocess.Popen([sys.executable, str(ROOT / "prepare_owt.py"), "--input=c.jsonl", "--vocab_size=300",
-                          "--bpe_sample_chars=10000", "--num_proc=2", "--out_dir=out"],
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = set()
-    try:
-        deadline = time.time() + 60
-        while len(workers) < 2 and p.poll() is None and time.time() < deadline:
-            workers = descendants(p.pid)
-            time.sleep(0.01)
-        assert len(workers) >= 2 and p.poll() is None, "the run ended before its workers were seen"
-        p.send_signal(signal.SIGKILL)  # no chance to clean up
-        p.wait()
-        deadline = time.time() + 10
-        while running(workers) and time.time() < deadline:
-            time.sleep(0.05)
-        assert running(workers) == []
-    finally:
-        p.kill()
-        for pid in running(workers):  # only if the test failed
-            os.kill(pid, signal.SIGKILL)
+    return path
 
+
+# runs the command after it with Ctrl-C's default action, as a terminal's foreground command has it: a
+# shell's background job (tests run by a script with &) starts with Ctrl-C ignored, and so would the command
+WITH_CTRL_C = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                                     "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
+def start_with_workers(corpus, cwd, **popen):
+    """prepare_owt.py on corpus in 2 worker processes, once both are running: (process, workers)."""
+    p = subprocess.Popen([*WITH_CTRL_C, sys.executable, str(ROOT / "prepare_owt.py"), f"--input={corpus}",
+                          "--vocab_size=300", "--bpe_sample_chars=10000", "--num_proc=2", "--out_dir=out"],
+                         cwd=cwd, stdout=subprocess.DEVNULL, **popen)
+    workers, deadline = set(), time.time() + 60
+    while len(workers) < 2 and p.poll() is None and time.time() < deadline:
+        workers = descendants(p.pid)
+        time.sleep(0.01)
+    if len(workers) < 2 or p.poll() is not None:
+        p.kill()
+        pytest.fail("the run ended before its workers were seen")
+    return p, workers
+
+
+def wait_until_gone(pids, seconds=10):
+    deadline = time.time() + seconds
+    while running(pids) and time.time() < deadline:
+        time.sleep(0.05)
+    left = running(pids)
+    for pid in left:  # only if the test fails
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers die with their parent on Linux")
+def test_owt_workers_die_when_the_main_process_is_killed(big_corpus, tmp_path):
+    p, workers = start_with_workers(big_corpus, tmp_path, stderr=subprocess.DEVNULL)
+    p.send_signal(signal.SIGKILL)  # no chance to clean up
+    p.wait()
+    assert wait_until_gone(workers) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the processes in Linux's /proc")
+def test_owt_ctrl_c_ends_with_one_line_stops_the_workers_and_writes_nothing(big_corpus, tmp_path):
+    p, workers = start_with_workers(big_corpus, tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    os.killpg(p.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to every process of the command
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    *bars, last = stderr.splitlines()
+    assert last == "interrupted" and all(PROGRESS_LINE.match(line) or not line.strip() for line in bars), stderr
+    assert wait_until_gone(workers) == []
+    assert not list(tmp_path.glob("out/*"))  # no .bin, no meta.pkl, no temporaries
+
+
+# ----------------------------------------------------------------------------
+# writing a dataset: whole or not at all, beside other people's files
 
 def test_write_dataset_fills_several_files_in_one_pass_or_leaves_the_old_set(tmp_path):
     def fill(train_f, val_f):  # the two files written in turns, and read back
@@ -618,10 +704,76 @@ def test_write_dataset_fills_several_files_in_one_pass_or_leaves_the_old_set(tmp
     assert datafiles.check_dataset(out, "") == meta and (out / "train.bin").read_bytes() == bytes([0, 0, 1, 1, 2, 2])
 
 
+def test_write_array_writes_every_byte_or_says_the_disk_is_full():
+    tokens = np.arange(1000, dtype=np.uint16)
+
+    class Trickle(io.RawIOBase):  # takes at most 7 bytes a call, as a write cut short does
+        def __init__(self, room):
+            self.data, self.room = bytearray(), room
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            n = min(7, len(b), self.room - len(self.data))
+            self.data += bytes(b[:n])
+            return n
+
+    f = Trickle(room=10 ** 6)
+    datafiles.write_array(f, tokens)
+    assert bytes(f.data) == tokens.tobytes()
+    with pytest.raises(OSError) as e:
+        datafiles.write_array(Trickle(room=999), tokens)  # no room for the last byte
+    assert e.value.errno == errno.ENOSPC
+
+
+@needs_dev_full
+@pytest.mark.parametrize("name", ["train.bin", "val.bin", "meta.pkl", datafiles.INCOMPLETE])
+def test_owt_full_disk_says_so_and_leaves_the_old_dataset(run, tmp_path, name):
+    # 3 documents: val draws none of them, so the last one moves from train.bin to val.bin
+    write_documents(tmp_path / "old", made_up_documents(3, seed=1))
+    assert run("prepare_owt.py", "--input=old", "--vocab_size=260", "--num_proc=1", "--out_dir=ds").returncode == 0
+    before = {path.name: path.read_bytes() for path in (tmp_path / "ds").iterdir()}
+
+    write_documents(tmp_path / "new", made_up_documents(3, seed=2))
+    with full_disk_at(name):  # the disk fills up when this file is written
+        result = run("prepare_owt.py", "--input=new", "--vocab_size=260", "--num_proc=1", "--out_dir=ds")
+    assert_one_error_line_after_progress(result, "could not write the dataset in ds (the disk is full)")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "ds").iterdir()} == before
+    datafiles.check_dataset(str(tmp_path / "ds"))
+
+
+@pytest.mark.parametrize("script, flags", [("prepare_char.py", ["--input=text.txt"]),
+                                           ("prepare_owt.py", ["--input=text.txt", "--split=tail", "--vocab_size=260"])])
+def test_prepare_removes_only_its_own_leftovers_of_writers_that_died(made_up_text, run, tmp_path, script, flags):
+    (tmp_path / "text.txt").write_text(made_up_text(5_000), encoding="utf-8")
+    out = tmp_path / "ds"
+    out.mkdir()
+    live = subprocess.Popen(["sleep", "60"])  # a writer still at work
+    dead = dead_pid()
+    kept = {".notes.tmp": b"a user's notes", "notes.txt": b"more notes",
+            f".train.bin.{live.pid}-a1b2c3.tmp": b"half of a train.bin being written",
+            f".ckpt.pkl.{dead}-d4e5f6.tmp": b"another program's leftover, for it to handle"}
+    removed = [f".train.bin.{dead}-g7h8i9.tmp", f".meta.pkl.{dead}-j0k1l2.tmp"]
+    for name, data in kept.items():
+        (out / name).write_bytes(data)
+    for name in removed:
+        (out / name).write_bytes(b"what a killed run left")
+    try:
+        result = run(script, *flags, "--out_dir=ds")
+    finally:
+        live.kill()
+        live.wait()
+    assert result.returncode == 0, result.stderr
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert not [name for name in removed if (out / name).exists()]
+    datafiles.check_dataset(str(out))
+
+
 # ----------------------------------------------------------------------------
 # prepare_owt.py: downloading OpenWebText
 
-def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http_server, tmp_path, enc):
+def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http_server, run, tmp_path, enc):
     (http_server.root / "subsets").mkdir()
     for shard in range(2):
         members = [[f"shard {shard} member {k} doc {j}".encode() for j in range(3)] for k in range(2)]
@@ -630,13 +782,12 @@ def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http
     downloads = tmp_path / "owt" / "downloads"
     downloads.mkdir(parents=True)
     (downloads / "urlsf_subset01.tar.part").write_bytes(served[1][:3000])  # an earlier run stopped here
-    seen = record_requests(http_server)
 
-    result = run_script("prepare_owt.py", f"--base_url={http_server.url}", "--shards=0-1", "--val_fraction=0.2",
-                        "--out_dir=owt", cwd=tmp_path)
+    result = run("prepare_owt.py", f"--base_url={http_server.url}", "--shards=0-1", "--val_fraction=0.2",
+                 "--out_dir=owt")
     assert result.returncode == 0, result.stderr
-    assert ("GET", "/subsets/urlsf_subset01.tar", "bytes=3000-") in seen
-    assert ("GET", "/subsets/urlsf_subset00.tar", None) in seen
+    assert ("GET", "/subsets/urlsf_subset01.tar", "bytes=3000-") in http_server.seen
+    assert ("GET", "/subsets/urlsf_subset00.tar", None) in http_server.seen
     assert [(downloads / f"urlsf_subset{i:02d}.tar").read_bytes() for i in range(2)] == served
     assert sorted(os.listdir(downloads)) == ["urlsf_subset00.tar", "urlsf_subset01.tar"]
     train, _ = bin_documents(tmp_path / "owt" / "train.bin", enc)
@@ -645,17 +796,29 @@ def test_owt_downloads_shards_resumes_a_partial_one_and_skips_complete_ones(http
                           train, val)
 
     # a second run checks the sizes and downloads nothing
-    seen.clear()
-    again = run_script("prepare_owt.py", f"--base_url={http_server.url}", "--shards=1", "--out_dir=owt", cwd=tmp_path)
+    http_server.seen.clear()
+    again = run("prepare_owt.py", f"--base_url={http_server.url}", "--shards=1", "--out_dir=owt")
     assert again.returncode == 0, again.stderr
     assert "urlsf_subset01.tar: already downloaded" in again.stdout
-    assert [method for method, _, _ in seen] == ["HEAD"]
+    assert [method for method, _, _ in http_server.seen] == ["HEAD"]
 
 
-def test_owt_without_network_exits_1_and_leaves_nothing(gpt2_bpe, tmp_path):
-    result = run_script("prepare_owt.py", f"--base_url={closed_port_url()}", "--shards=0", "--out_dir=owt", cwd=tmp_path)
-    assert_user_error(result, "could not download", "--input")
+def test_owt_without_network_exits_1_and_leaves_nothing(run, tmp_path):
+    result = run("prepare_owt.py", f"--base_url={closed_port_url()}", "--shards=0", "--vocab_size=300", "--out_dir=owt")
+    assert_one_error_line(result, "could not download", "--input")
     assert not (tmp_path / "owt").exists()
+
+
+@needs_dev_full
+def test_owt_download_on_a_full_disk_says_so_not_the_network(http_server, run, tmp_path):
+    (http_server.root / "subsets").mkdir()
+    make_owt_shard(http_server.root / "subsets" / "urlsf_subset00.tar", [[b"a document"] * 3])
+    with full_disk_at("urlsf_subset00.tar.part"):
+        result = run("prepare_owt.py", f"--base_url={http_server.url}", "--shards=0", "--vocab_size=300",
+                     "--out_dir=owt")
+    assert_one_error_line_after_progress(result, f"could not download {http_server.url}/subsets/urlsf_subset00.tar",
+                                         "the disk is full; free some space and run again")
+    assert not (tmp_path / "owt" / "downloads" / "urlsf_subset00.tar").exists()  # only whole shards get that name
 
 
 def test_parse_shards_takes_ranges_and_lists():
@@ -669,7 +832,7 @@ def test_parse_shards_takes_ranges_and_lists():
 
 
 # ----------------------------------------------------------------------------
-# prepare_owt.py: bad inputs
+# prepare_owt.py and bench_prepare.py: bad inputs
 
 def test_owt_refuses_a_vocabulary_beyond_uint16(gpt2_bpe):
     class BigVocab:
@@ -680,7 +843,7 @@ def test_owt_refuses_a_vocabulary_beyond_uint16(gpt2_bpe):
     prepare_owt.check_vocab(gpt2_bpe)  # 50,257 tokens fit
 
 
-def test_owt_failure_midway_leaves_no_bin_files(gpt2_bpe, tmp_path):
+def test_owt_failure_midway_leaves_no_bin_files(run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "train.bin").write_bytes(b"old")  # a previous complete run stays untouched
@@ -688,38 +851,118 @@ def test_owt_failure_midway_leaves_no_bin_files(gpt2_bpe, tmp_path):
         for i in range(2000):
             f.write(json.dumps({"text": f"line {i} " * 100}) + "\n")
         f.write('{"txt": "no text field"}\n')
-    result = run_script("prepare_owt.py", "--input=c.jsonl", "--out_dir=out", cwd=tmp_path)
-    assert_user_error(result, "c.jsonl:2001", '"text"')
+    # the BPE learns from the first lines only: the bad one is found in a worker, while the files are written
+    result = run("prepare_owt.py", "--input=c.jsonl", "--vocab_size=260", "--bpe_sample_chars=20000", "--num_proc=2",
+                 "--out_dir=out")
+    assert_one_error_line_after_progress(result, "c.jsonl:2001", '"text"')
     assert sorted(os.listdir(out)) == ["train.bin"] and (out / "train.bin").read_bytes() == b"old"
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "one.txt").write_text("only one document")
+    (tmp_path / "two.txt").write_text("a second one")
+    (tmp_path / "broken.tar").write_bytes(b"this is not a tar file" * 100)
+    (tmp_path / "link.txt").symlink_to("nowhere.txt")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.txt")
 
 
 @pytest.mark.parametrize("flags, words", [
     (["--input=missing/*.txt"], ["missing/*.txt"]),
-    (["--input=one.txt"], ["too few", "--split=tail"]),
     (["--input", "one.txt", "two.txt", "--split=tail"], ["exactly one"]),
-    (["--input=broken.tar"], ["broken.tar", "tar"]),
+    (["--input=broken.tar", "--vocab_size=300"], ["broken.tar", "tar"]),
+    (["--input=link.txt", "--vocab_size=300"], ["--input link.txt is a broken symbolic link", "pass text files"]),
+    (["--input=pipe.txt", "--vocab_size=300"], ["--input pipe.txt is a named pipe", "pass text files"]),
     (["--input=one.txt", "--val_fraction=1.5"], ["--val_fraction"]),
+    (["--input=one.txt", "--val_fraction=nan"], ["--val_fraction=nan"]),
+    (["--input=one.txt", "--num_proc=0"], ["--num_proc=0"]),
     (["--shards=99"], ["--shards"]),
     (["--input=one.txt", "--vocab_size=256"], ["--vocab_size=256", "257"]),
     (["--input=one.txt", "--vocab_size=65536"], ["--vocab_size=65536", "65,535", "uint16"]),
     (["--input=one.txt", "--bpe_sample_chars=1000"], ["--bpe_sample_chars", "--vocab_size"]),
-    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=0"], ["--bpe_sample_chars=0"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=0"], ["--bpe_sample_chars=0", "at least 1"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=-5"], ["--bpe_sample_chars=-5", "at least 1"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=nan"], ["--bpe_sample_chars=nan", "at least 1"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=inf"], ["--bpe_sample_chars=inf", "at least 1"]),
+    (["--input=one.txt", "--vocab_size=300", "--bpe_sample_chars=1e400"], ["--bpe_sample_chars=inf", "at least 1"]),
     (["--input", "one.txt", "two.txt", "--vocab_size=1000"], ["too small", "1,000", "--vocab_size"]),
     (["--input=one.txt", "--split=tail", "--vocab_size=1000"], ["too small", "--vocab_size"]),
     (["--input", "one.txt", "two.txt", "--vocab_size=300", "--bpe_sample_chars=5"], ["too small", "--bpe_sample_chars"]),
     (["--input=one.txt", "--vocab_size=257", "--bpe_sample_chars=1e9"], ["too few", "--split=tail"]),
+    (["--inptu=one.txt"], ["unrecognized arguments: --inptu=one.txt", "--help"]),
+    (["--input=one.txt", "--seed=x"], ["--seed: invalid int value: 'x'", "--help"]),
+    (["--input=one.txt", "--split=lines"], ["--split: invalid choice: 'lines'", "--help"]),
 ])
-def test_owt_bad_input_exits_1_with_one_line(gpt2_bpe, tmp_path, flags, words):
-    (tmp_path / "one.txt").write_text("only one document")
-    (tmp_path / "two.txt").write_text("a second one")
-    (tmp_path / "broken.tar").write_bytes(b"this is not a tar file" * 100)
-    result = run_script("prepare_owt.py", *flags, "--out_dir=out", cwd=tmp_path)
-    assert_user_error(result, *words)
+def test_owt_bad_input_exits_1_with_one_line(run, tmp_path, flags, words):
+    bad_inputs(tmp_path)
+    result = run("prepare_owt.py", "--num_proc=1", *flags, "--out_dir=out")
+    assert_one_error_line_after_progress(result, *words)
     assert not list(tmp_path.glob("out/*"))  # no .bin, no meta.pkl, no temporaries
 
 
-@pytest.mark.parametrize("script", ["prepare_char.py", "prepare_owt.py", "bench_prepare.py",
-                                    "demos/prepare_addition.py", "demos/prepare_image.py"])
-def test_scripts_have_help(script, tmp_path):
-    result = run_script(script, "--help", cwd=tmp_path)
-    assert result.returncode == 0 and "usage:" in result.stdout
+@pytest.mark.parametrize("flags, words", [
+    (["--input=one.txt"], ["too few", "--split=tail"]),
+    (["--input=broken.tar"], ["broken.tar", "tar"]),
+])
+def test_owt_bad_input_with_gpt2_bpe_exits_1_with_one_line(gpt2_bpe, run, tmp_path, flags, words):
+    bad_inputs(tmp_path)
+    result = run("prepare_owt.py", *flags, "--out_dir=out")
+    assert_one_error_line_after_progress(result, *words)
+    assert not list(tmp_path.glob("out/*"))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--text=play.txt", "--mb=inf"], ["--mb=inf", "above 0"]),
+    (["--text=play.txt", "--mb=nan"], ["--mb=nan", "above 0"]),
+    (["--text=play.txt", "--mb=0"], ["--mb=0", "above 0"]),
+    (["--text=play.txt", "--mb=lots"], ["--mb: invalid float value: 'lots'", "--help"]),
+    (["--text=play.txt", "--repeat=0"], ["--repeat=0", "at least 1"]),
+    (["--text=play.txt", "--num_proc=0"], ["--num_proc=0", "at least 1"]),
+    (["--text=nowhere.txt"], ["--text=nowhere.txt not found"]),
+    (["--text=pipe.txt"], ["--text=pipe.txt is a named pipe"]),
+    (["--text=latin1.txt"], ["--text=latin1.txt is not UTF-8"]),
+    (["--text=blank.txt"], ["--text=blank.txt holds no text"]),
+    (["--mb=1"], ["the following arguments are required: --text"]),
+])
+def test_bench_prepare_bad_input_exits_1_with_one_line(run, tmp_path, flags, words):
+    bad_inputs(tmp_path)
+    (tmp_path / "play.txt").write_text("a paragraph.\n\nanother one.")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    (tmp_path / "blank.txt").write_text("\n\n  \n\n")
+    assert_one_error_line(run("bench_prepare.py", *flags), *words)
+
+
+# ----------------------------------------------------------------------------
+# every prepare script: its wiring, its --help
+
+@pytest.mark.parametrize("script, flags", [("prepare_char.py", []), ("prepare_owt.py", []),
+                                           ("bench_prepare.py", ["--text=input.txt"])])
+def test_scripts_end_a_mistyped_flag_in_one_error_line(script, flags, tmp_path):
+    result = run_script(script, *flags, "--out_dri=out", cwd=tmp_path)
+    assert_one_error_line(result, "unrecognized arguments: --out_dri=out", "--help")
+
+
+def help_entries(text):
+    """{option: its help text, on one line} of each entry under `options:` in argparse's --help."""
+    entries, option = {}, None
+    for line in text.split("\noptions:\n", 1)[1].splitlines():
+        if line.startswith("  -"):  # "  --name METAVAR   help text", or the text on the next lines
+            invocation, _, text = line.strip().partition("  ")
+            option = [word.rstrip(",") for word in invocation.split() if word.startswith("--")][0]
+            entries[option] = text.strip()
+        elif line.startswith("   ") and option:
+            entries[option] = f"{entries[option]} {line.strip()}".strip()
+        else:
+            option = None
+    return entries
+
+
+@pytest.mark.parametrize("script", MAINS)
+def test_scripts_help_lists_each_option_with_its_own_help_text(script, run):
+    result = run(script, "--help")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    usage = result.stdout.split("\n\n", 1)[0]
+    entries = help_entries(result.stdout)
+    assert set(entries) == set(re.findall(r"--\w+", usage)) | {"--help"}  # every option the usage line shows
+    assert all(entries.values()), entries  # each with a text
+    assert len(set(entries.values())) == len(entries), entries  # of its own
