@@ -36,6 +36,8 @@ os.environ["TIKTOKEN_CACHE_DIR"] = ""
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_data: needs tiny Shakespeare or GPT-2's BPE files (skipped without them)")
+    config.addinivalue_line("markers", "transformers: compares with transformers' GPT-2 (needs torch and transformers; "
+                                       "skipped without them)")
 
 
 def pytest_collection_modifyitems(items):
