@@ -1,11 +1,12 @@
 """HellaSwag, completion style: the batched, bucketed scorer against a plain loop over
 model.forward for each kind of tokenizer, contexts past block_size, the download, bad input,
-eval_hellaswag.py end to end, and transformers' GPT-2."""
+eval_hellaswag.py end to end, train.py --hellaswag_examples, and transformers' GPT-2."""
 import http.server
 import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import hellaswag
 import model
 import tokenizer
 from common import UserError
-from helpers import assert_one_error_line
+from helpers import CHARS_TEXT, assert_one_error_line, char_dataset
 from model import GPTConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
@@ -325,6 +326,45 @@ def test_script_errors_are_one_line(tmp_path):
     assert_one_error_line(p, 'nowhere.jsonl not found', '--input=FILE')
     p = run('eval_hellaswag.py', '--out_dir=out', '--max_examples=-1', cwd=tmp_path)
     assert_one_error_line(p, 'max_examples must be at least 0')
+
+
+# ----------------------------------------------------------------------------- train.py --hellaswag_examples
+
+TRAIN = ['--dataset=chars', '--out_dir=out', '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=32',
+         '--batch_size=8', '--gradient_accumulation_steps=1', '--eval_iters=2', '--learning_rate=1e-2',
+         '--warmup_iters=0', '--log_interval=2', '--dtype=float32']
+
+
+def test_training_logs_acc_norm_at_each_evaluation(tmp_path):
+    text = ''.join(e['ctx'] + ' ' + ' '.join(e['endings']) + '\n' for e in RAW) * 20  # every character of the examples
+    char_dataset(tmp_path / 'data' / 'chars', text, val_from=len(text) * 9 // 10)
+    (tmp_path / 'data' / 'hellaswag').mkdir()
+    shutil.copy(FIXTURE, tmp_path / 'data' / 'hellaswag' / 'hellaswag_val.jsonl')
+    p = run('train.py', *TRAIN, '--max_iters=4', '--eval_interval=2', '--hellaswag_examples=5', cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    records = [r for r in map(json.loads, open(tmp_path / 'out' / 'log.jsonl')) if 'val_loss' in r]
+    assert [r['iter'] for r in records] == [0, 2, 4]
+    assert all(r['hellaswag'] in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) for r in records)  # acc_norm of 5 examples
+    assert f"hellaswag {records[-1]['hellaswag']:.4f}" in [l for l in p.stdout.splitlines() if l.startswith('step 4/')][0]
+    # the last one is acc_norm of the model saved at that evaluation
+    with open(tmp_path / 'out' / 'ckpt.pkl', 'rb') as f:
+        ckpt = pickle.load(f)
+    config = GPTConfig(**ckpt['model_args'])
+    stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+    examples = hellaswag.load_examples(FIXTURE, 5)
+    rows = hellaswag.tokenize(examples, tokenizer.characters(stoi, 'test'), config, 'x', 'x')
+    assert records[-1]['hellaswag'] == hellaswag.results(hellaswag.score(ckpt['params'], config, rows), rows,
+                                                         LABELS[:5]).acc_norm
+
+
+def test_training_refuses_a_vocabulary_without_the_examples_characters(tmp_path):
+    char_dataset(tmp_path / 'data' / 'chars', CHARS_TEXT)
+    (tmp_path / 'data' / 'hellaswag').mkdir()
+    shutil.copy(FIXTURE, tmp_path / 'data' / 'hellaswag' / 'hellaswag_val.jsonl')
+    p = run('train.py', *TRAIN, '--max_iters=2', '--hellaswag_examples=3', cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.splitlines()[-1].startswith('error: 3 of the 3 examples of '), p.stderr
+    assert 'lacks' in p.stderr and 'leave hellaswag_examples at 0' in p.stderr and 'Traceback' not in p.stderr
+    assert not (tmp_path / 'out').exists()  # stopped at its start: no run folder left behind
 
 
 # ----------------------------------------------------------------------------- transformers' GPT-2
