@@ -14,8 +14,10 @@ import os
 from dataclasses import asdict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+import common
 import files
 import model
 import tokenizer
@@ -248,3 +250,35 @@ def check_init_from(init_from, own):
     close = difflib.get_close_matches(init_from, [*own, *model.GPT2_SIZES], n=1)
     raise UserError(f"init_from must be {', '.join(repr(o) for o in own)}, one of {', '.join(model.GPT2_SIZES)} or a "
                     f"folder with GPT-2 weights, not {init_from!r}" + (f" (did you mean '{close[0]}'?)" if close else ''))
+
+
+# ----------------------------------------------------------------------------- a model to use
+
+def load_model(init_from, out_dir):
+    """The model a script evaluates or samples, with its tokenizer -> (params, GPTConfig, Tokenizer):
+    init_from 'resume' reads out_dir/ckpt.pkl and the vocabulary recorded with it (an older
+    checkpoint: its dataset's meta.pkl), one of model.GPT2_SIZES or a folder reads GPT-2 weights
+    and the folder's tokenizer (GPT-2's BPE unless export.py wrote another)."""
+    if init_from == 'resume':
+        ckpt, config = load_run(common.find(out_dir))
+        params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
+        vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
+        if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
+            dataset = str(ckpt['config'].get('dataset'))
+            meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)),
+                                     'meta.pkl')
+            if os.path.exists(meta_path):
+                vocab = files.load_pickle(meta_path)
+            elif config.vocab_size not in (tokenizer.GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
+                raise UserError(f'{meta_path} not found: the checkpoint was trained on {dataset}, whose vocabulary '
+                                f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
+        return params, config, tokenizer.from_meta(vocab or {}, f'{out_dir}/ckpt.pkl')
+    if init_from in model.GPT2_SIZES or os.path.isdir(init_from):
+        try:
+            params, config = model.from_pretrained(init_from)
+        except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
+            raise UserError(e) from None
+        tok = tokenizer.from_folder(init_from) if os.path.isdir(init_from) else tokenizer.from_meta({}, init_from)
+        return params, config, tok
+    raise UserError(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
+                    f"weights, not {init_from!r}")

@@ -8,6 +8,8 @@ A few tests need the real thing and ask for it with a fixture that skips when it
 (they are marked `real_data`; `python -m pytest -m real_data` runs only them):
   tiny_shakespeare  nanoGPT's exact token counts: TINY_SHAKESPEARE=<path of its input.txt>
   gpt2_bpe          tiktoken's GPT-2 encoding: TIKTOKEN_CACHE_DIR=<folder with tiktoken's GPT-2 files>
+Tests that compare with transformers' GPT-2 skip without torch and transformers; those marked
+`transformers` are selected with `python -m pytest -m transformers` in an environment that has them.
 """
 import functools
 import hashlib

@@ -29,6 +29,7 @@ import checkpoint
 import configurator
 import datafiles
 import devices
+import hellaswag
 import model
 import tokenizer
 from common import UserError
@@ -43,6 +44,7 @@ eval_interval = 2000  # evaluate every this many iterations (and at the end)
 log_interval = 1  # print a progress line every this many iterations
 eval_iters = 200  # batches per evaluation, of train and of val
 eval_only = False  # evaluate once and exit
+hellaswag_examples = 0  # add HellaSwag's acc_norm on its first N validation examples (data/hellaswag, downloaded once) to each evaluation
 always_save_checkpoint = True  # save at every evaluation; False: only when val loss improves
 init_from = 'scratch'  # 'scratch', 'resume' (out_dir/ckpt.pkl), 'gpt2' .. 'gpt2-xl', or a GPT-2 folder
 overwrite = False  # let a run that does not resume replace a checkpoint already in out_dir
@@ -231,6 +233,9 @@ devices.check_fits(devices.training_bytes(gptconf, local_batch * seq_len, gradie
 if params is None:
     params = model.init_params(gptconf, jax.random.key(seed))
 log(f'number of parameters: {model.num_params(params) / 1e6:.2f}M')
+# the examples are read and tokenized now: a vocabulary that cannot write them stops the run here
+score_hellaswag = hellaswag.evaluator(hellaswag_examples, gptconf, tokenizer.from_meta(meta, f'{data_dir}/meta.pkl'),
+                                      compute_dtype, download=n_processes == 1) if hellaswag_examples else None
 
 # ----------------------------------------------------------------------------- optimizer
 
@@ -337,6 +342,8 @@ def estimate_loss():
         loss = float(to_host(eval_step(state['params'], *to_devices(x, y))))
         n_tokens, n_bytes = eval_bytes[split]
         out[split] = (loss, loss * n_tokens / (math.log(2) * n_bytes) if n_bytes else None)
+    if score_hellaswag:  # on this process's copy of the weights
+        out['hellaswag'] = score_hellaswag(to_host(state['params']))
     return out
 
 
