@@ -114,6 +114,18 @@ def check_dataset(data_dir, how_to_prepare=HOW_TO_PREPARE):
     return meta
 
 
+def open_splits(data_dir, min_tokens):
+    """train.bin and val.bin as read-only uint16 arrays (np.memmap: read as needed), each checked
+    to hold at least min_tokens tokens (one training sequence and its next token)."""
+    splits = {split: np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
+              for split in ('train', 'val')}
+    for split, data in splits.items():
+        if len(data) < min_tokens:
+            raise UserError(f'{data_dir}/{split}.bin has {len(data):,} tokens, fewer than a sequence of block_size + 1 '
+                            f'({min_tokens}); lower block_size or prepare more text')
+    return splits
+
+
 def identity(data_dir, meta):
     """What a checkpoint records of the dataset it was trained on, to resume on the same one:
     its folder's name, a digest of its vocabulary, and the size of each file."""

@@ -63,6 +63,13 @@ def cache_compilations():
                 pass
 
 
+def to_host(tree):
+    """Replicated arrays -> numpy: this process's own copy (on one host and on many)."""
+    import jax
+    import numpy as np
+    return jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
 def compile_in_background(jitted, *args):
     """jitted, compiled for these arguments' shapes in another thread: the first call waits for
     it (a CPU run starts its first step sooner when the step compiles during the first

@@ -18,6 +18,14 @@ import files
 from common import UserError
 
 
+def import_wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise UserError('wandb_log=True needs the wandb package: pip install wandb') from None
+    return wandb
+
+
 def duration(seconds):
     seconds = round(seconds)
     return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else \

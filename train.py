@@ -35,7 +35,7 @@ import tokenizer
 from common import UserError
 from model import GPTConfig
 from plot import plot_summary
-from progress import Progress
+from progress import Progress, import_wandb
 
 # ----------------------------------------------------------------------------- settings
 # I/O
@@ -101,11 +101,7 @@ try:  # the model's shape: n_embd a multiple of n_head
 except ValueError as e:
     raise UserError(e)
 checkpoint.check_init_from(init_from, ('scratch', 'resume'))
-if wandb_log:
-    try:
-        import wandb
-    except ImportError:
-        raise UserError('wandb_log=True needs the wandb package: pip install wandb')
+wandb = import_wandb() if wandb_log else None  # Weights & Biases, when asked for
 
 # ----------------------------------------------------------------------------- devices
 devices.setup(batch_size, cpu_devices)  # a CPU's cores as devices, the compilation cache, several hosts
@@ -128,10 +124,6 @@ dtype, why = devices.compute_dtype(dtype)
 compute_dtype = jnp.dtype(dtype)
 log(f'devices: {n_devices} ({jax.devices()[0].device_kind}) on {n_processes} process(es); '
     f'compute dtype {dtype} ({why}); memory allocator {fastmalloc.ALLOCATOR}')
-
-
-def to_host(tree):  # replicated arrays: this process's own copy (works on one host and on many)
-    return jax.tree_util.tree_map(lambda a: np.asarray(a.addressable_data(0)), tree)
 
 
 # ----------------------------------------------------------------------------- the run's folder
@@ -159,11 +151,7 @@ if example_len and example_len - 1 > block_size:
     raise UserError(f'{dataset} has examples of {example_len} tokens: block_size must be at least {example_len - 1}')
 seq_len = example_len - 1 if example_len else block_size  # tokens per training sequence
 tokens_per_iter = gradient_accumulation_steps * global_batch * seq_len
-splits = {split: np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r') for split in ('train', 'val')}
-for split, data in splits.items():
-    if len(data) <= seq_len and not example_len:
-        raise UserError(f'{data_dir}/{split}.bin has {len(data):,} tokens, fewer than a sequence of block_size + 1 '
-                        f'({seq_len + 1}); lower block_size or prepare more text')
+splits = datafiles.open_splits(data_dir, seq_len + 1)  # {'train': memmap, 'val': memmap} of uint16 ids
 log(f'tokens per iteration: {tokens_per_iter:,} = batch {batch_size} x '
     + (f'{n_processes} process(es), each split over {n_devices // n_processes} CPU device(s)' if on_cpu else
        f'{n_devices // n_processes} devices x {n_processes} process(es)')
@@ -339,11 +327,11 @@ def estimate_loss():
     the UTF-8 bytes that the scored tokens decode to; None where the tokens' bytes are unknown."""
     out = {}
     for split, (x, y) in eval_batches.items():
-        loss = float(to_host(eval_step(state['params'], *to_devices(x, y))))
+        loss = float(devices.to_host(eval_step(state['params'], *to_devices(x, y))))
         n_tokens, n_bytes = eval_bytes[split]
         out[split] = (loss, loss * n_tokens / (math.log(2) * n_bytes) if n_bytes else None)
     if score_hellaswag:  # on this process's copy of the weights
-        out['hellaswag'] = score_hellaswag(to_host(state['params']))
+        out['hellaswag'] = score_hellaswag(devices.to_host(state['params']))
     return out
 
 
@@ -351,7 +339,7 @@ def save_checkpoint(val_loss):
     """Everything needed to continue exactly: weights, optimizer state, counters, the data
     stream's position. Only process 0 writes."""
     if master:
-        host = to_host(state)
+        host = devices.to_host(state)
         run.save({'params': host['params'], 'opt_state': jax.tree_util.tree_leaves(host['opt_state']),
                   'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
                   'best_iter': best_iter, 'elapsed': progress.elapsed(), 'data_rng_state': data_state,
@@ -362,7 +350,7 @@ def save_checkpoint(val_loss):
 
 
 # ----------------------------------------------------------------------------- the loop
-if wandb_log and master:
+if wandb and master:
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 data_rng = np.random.default_rng(seed)
 if data_rng_state is not None:  # resuming: continue the stream where the checkpoint left it
@@ -378,7 +366,7 @@ if peak_source:
 progress = Progress(out_dir, master, max_iters=max_iters, eval_interval=eval_interval, log_interval=log_interval,
                     start_iter=iter_num, tokens_per_iter=tokens_per_iter, on_disk=on_disk, elapsed_before=elapsed_before,
                     flops_per_iter=model.flops_per_token(gptconf) * tokens_per_iter, peak_flops=peak,
-                    lr_at=lambda it: float(lr_factor(it)) * learning_rate, wandb=wandb if wandb_log else None)
+                    lr_at=lambda it: float(lr_factor(it)) * learning_rate, wandb=wandb)
 start_iter = iter_num
 while True:
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only or progress.interrupted:
