@@ -41,3 +41,34 @@ def assert_one_error_line(result, *words):
     assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+def run_in_process(capsys, main, *args):
+    """What running the script would show, without starting Python again: main(*args) under
+    common.run_main, as a script's last line calls it, and its exit status, stdout and stderr
+    (read with pytest's capsys) as a subprocess.CompletedProcess."""
+    capsys.readouterr()  # what came before is not this run's
+    try:
+        common.run_main(main, *args)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
+def run_script_in_process(capsys, script, *argv):
+    """run_in_process for a script that runs at module level (no main()): its file run as
+    __main__ with sys.argv = [script, *argv]; sys.argv, sys.path, sys.excepthook and the
+    handlers of SIGINT and SIGPIPE put back afterwards."""
+    import runpy
+    import signal
+    handled = [s for s in (signal.SIGINT, getattr(signal, 'SIGPIPE', None)) if s is not None]
+    saved = sys.argv, list(sys.path), sys.excepthook, [signal.getsignal(s) for s in handled]
+    sys.argv = [str(script), *map(str, argv)]
+    try:
+        return run_in_process(capsys, runpy.run_path, str(script), None, '__main__')
+    finally:
+        sys.argv, sys.path[:], sys.excepthook, handlers = saved
+        for s, handler in zip(handled, handlers):
+            signal.signal(s, handler)
