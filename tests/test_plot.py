@@ -137,11 +137,22 @@ def test_the_script_ends_a_bad_call_with_one_error_line(tmp_path):
     assert_one_error_line(run_plot(tmp_path / 'nowhere'), 'nowhere/log.jsonl')
 
 
-def limit_file_size(size):
-    """For a subprocess: writes past `size` bytes fail (EFBIG), as on a full disk. (matplotlib's
-    font cache is built here first, so that the limited process has nothing else to write.)"""
-    import matplotlib.font_manager  # noqa: F401
-    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+# python -c this SIZE ...: the rest of the command run with writes past SIZE bytes failing (EFBIG),
+# as on a full disk: plot.py (a path) as its own __main__, or a line of Python. The process sets
+# its limit itself (a preexec_fn would fork a test process that runs JAX's threads).
+LIMITED = """import resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+sys.argv = sys.argv[2:]
+if sys.argv[0].endswith('.py'):
+    runpy.run_path(sys.argv[0], run_name='__main__')
+else:
+    exec(sys.argv[0])"""
+
+
+def with_file_size_limit(size, *command, **kw):
+    import matplotlib.font_manager  # noqa: F401  (its font cache built here: the limited process has nothing else to write)
+    return subprocess.run([sys.executable, '-c', LIMITED, str(size), *map(str, command)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, **kw)
 
 
 @needs_matplotlib
@@ -149,7 +160,7 @@ def limit_file_size(size):
 def test_a_plot_that_cannot_be_written_leaves_the_old_one_and_says_why_in_one_line(tmp_path):
     write_log(tmp_path / 'out', [[(0, 4.0), (10, 3.0), (20, 2.0)]])
     (tmp_path / 'out' / 'loss.png').write_bytes(b'the old plot')
-    p = run_plot(tmp_path / 'out', preexec_fn=limit_file_size(4096))
+    p = with_file_size_limit(4096, PLOT, tmp_path / 'out')
     assert_one_error_line(p, f'could not write {tmp_path / "out" / "loss.png"} (File too large)')
     assert (tmp_path / 'out' / 'loss.png').read_bytes() == b'the old plot'
     assert sorted(os.listdir(tmp_path / 'out')) == ['log.jsonl', 'loss.png']  # no temporary left
@@ -164,9 +175,9 @@ def test_train_pys_summary_line_never_raises(tmp_path):
     (tmp_path / 'none').mkdir()
     (tmp_path / 'none' / 'log.jsonl').write_text(json.dumps({'iter': 0, 'loss': 4.2}) + '\n')
     summary = 'import sys, plot; print(plot.plot_summary(sys.argv[1]))'
-    run = lambda out_dir, **kw: subprocess.run([sys.executable, '-c', summary, str(out_dir)], cwd=ROOT,
-                                               capture_output=True, text=True, timeout=120, **kw)
-    p = run(tmp_path / 'out', preexec_fn=limit_file_size(4096))  # the disk full at the end of the run
+    run = lambda out_dir: subprocess.run([sys.executable, '-c', summary, str(out_dir)], cwd=ROOT,
+                                         capture_output=True, text=True, timeout=120)
+    p = with_file_size_limit(4096, summary, tmp_path / 'out')  # the disk full at the end of the run
     assert p.returncode == 0 and p.stderr == '', p.stderr
     assert p.stdout == (f'not drawn (could not write {tmp_path / "out" / "loss.png"} (File too large)); '
                         f'python plot.py {tmp_path / "out"} draws them later\n')
