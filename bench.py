@@ -32,7 +32,7 @@ import time
 from functools import partial
 
 import configurator
-from common import ROOT, UserError
+from common import UserError
 
 # ----------------------------------------------------------------------------- bench settings
 mode = 'train'  # 'train' (the step), 'time_to_loss' (a whole run) or 'sample'
@@ -53,13 +53,13 @@ configurator.configure(globals(), own, quiet=True, rules={'mode': configurator.C
                                                           'max_new_tokens': configurator.Count(1)})
 
 # train.py's settings, with the same config files and overrides applied
-train_settings = {name: value for name, value, *_ in configurator.read_settings(os.path.join(ROOT, 'train.py'))}
-train_settings['__file__'] = os.path.join(ROOT, 'train.py')
+train_settings = {name: value for name, value, *_ in configurator.read_settings(os.path.join(common.ROOT, 'train.py'))}
+train_settings['__file__'] = os.path.join(common.ROOT, 'train.py')
 run_config = configurator.configure(train_settings, rest, quiet=True)
 
 if mode == 'time_to_loss':  # the whole command, from the outside, as a user runs it
     out_dir = tempfile.mkdtemp(prefix='bench-')
-    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), *rest, f'--out_dir={out_dir}', '--init_from=scratch']
+    cmd = [sys.executable, os.path.join(common.ROOT, 'train.py'), *rest, f'--out_dir={out_dir}', '--init_from=scratch']
     env = {k: v for k, v in os.environ.items() if k not in ('LD_PRELOAD', 'GPT_START_TIME')}  # as a new shell
     t0 = time.time()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -91,6 +91,8 @@ import tokenizer  # noqa: E402
 from model import GPTConfig  # noqa: E402
 
 devices.setup(run_config['batch_size'], run_config['cpu_devices'])  # as train.py, before JAX starts
+if mode == 'sample' and run_config['init_from'] == 'resume':  # a wrong out_dir stops here, before any work
+    ckpt, config = checkpoint.load_run(common.find(run_config['out_dir']))
 workdir = tempfile.mkdtemp(prefix='bench-')
 data_dir = common.find(os.path.join('data', run_config['dataset']))
 if not os.path.isfile(os.path.join(data_dir, 'train.bin')):
@@ -122,7 +124,7 @@ if mode == 'train':
     if profile:
         os.makedirs('traces', exist_ok=True)
         jax.profiler.start_trace('traces')
-    runpy.run_path(os.path.join(ROOT, 'train.py'), run_name='__main__')
+    runpy.run_path(os.path.join(common.ROOT, 'train.py'), run_name='__main__')
     if profile:
         jax.profiler.stop_trace()
         print('profiler trace written to traces/ (open with TensorBoard or Perfetto)')
@@ -139,7 +141,6 @@ if mode == 'train':
 elif mode == 'sample':
     import jax.numpy as jnp
     if run_config['init_from'] == 'resume':
-        ckpt, config = checkpoint.load_run(common.find(run_config['out_dir']))
         params = ckpt['params']
     else:
         config = GPTConfig(n_layer=run_config['n_layer'], n_head=run_config['n_head'],

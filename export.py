@@ -173,17 +173,17 @@ def own_bpe(parts):
                         f'({type(e).__name__}: {e})') from None
 
 
-def vocabulary_files(vocab, config):
+def vocabulary_files(vocab, config, where):
     """The checkpoint's record of its dataset's vocabulary -> (the vocab_size to export, the id of
-    <|endoftext|> or None, {file name: text}, what those files are)."""
+    <|endoftext|> or None, {file name: text}, what those files are). `where` names the checkpoint."""
     if vocab is None:  # an older train.py recorded none: GPT-2's BPE if the size says so
         if config.vocab_size not in (GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
             return config.vocab_size, None, {}, 'no tokenizer: the checkpoint records no vocabulary (older train.py)'
         vocab = {'tokenizer': 'gpt2'}
     if not isinstance(vocab, dict):
-        raise UserError(f'the checkpoint records its vocabulary as a {type(vocab).__name__}, not as train.py does')
-    if 'stoi' in vocab:  # characters
-        stoi = {str(c): int(i) for c, i in vocab['stoi'].items()}
+        raise UserError(f'{where} records its vocabulary as a {type(vocab).__name__}, not as train.py does')
+    if 'stoi' in vocab or 'itos' in vocab:  # characters
+        stoi = tokenizer.character_ids(vocab, where)
         what = f'chars.json: the vocabulary of {len(stoi)} characters, {{character: id}}'
         return config.vocab_size, None, {'chars.json': json.dumps(stoi, ensure_ascii=False)}, what
     if 'vocab_size' in vocab and vocab.get('tokenizer', 'gpt2') != 'gpt2':  # the dataset's own BPE
@@ -214,7 +214,8 @@ def main():
                              ('the current directory', '.')]:
             if os.path.commonpath([dest, os.path.abspath(inside)]) == dest:
                 raise UserError(f'{to} holds {what}: --force=True would delete it; choose another --to')
-    vocab_size, eot_id, vocab_files, what = vocabulary_files(ckpt.get('tokenizer'), config)
+    vocab_size, eot_id, vocab_files, what = vocabulary_files(ckpt.get('tokenizer'), config,
+                                                             os.path.join(run_dir, 'ckpt.pkl'))
     weights = gpt2_tensors(params, config, vocab_size)
 
     from safetensors.numpy import save_file  # only needed here
@@ -224,6 +225,7 @@ def main():
                 json.dump(gpt2_config(config, vocab_size, eot_id), f, indent=2)
             # transformers reads only files whose metadata names a framework; 'pt' as it writes them
             save_file(weights, os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
+            files.give_usual_permissions(os.path.join(tmp, 'model.safetensors'))  # as config.json's, not 0600
             for name, text in vocab_files.items():
                 with open(os.path.join(tmp, name), 'w', encoding='utf-8') as f:
                     f.write(text)

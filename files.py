@@ -60,6 +60,12 @@ def temporary(directory, name):
     return fd, tmp
 
 
+def give_usual_permissions(path):
+    """The permissions any new file gets (0666 less the umask), for a file that a library wrote
+    with its own (safetensors' are 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def fsync_dir(directory):
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -72,7 +78,7 @@ def make_dirs(directory):
     """os.makedirs, with a clear UserError where a part of the path is a file or not writable."""
     try:
         os.makedirs(directory, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise UserError(f'{directory} cannot be made: a part of that path is a file') from None
     except OSError as e:
         raise UserError(f'{directory} cannot be made ({e.strerror})') from None

@@ -54,7 +54,8 @@ if init_from == 'resume':
     vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
     if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
         dataset = str(ckpt['config'].get('dataset'))
-        meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)), 'meta.pkl')
+        data_dir = ckpt['config'].get('data_dir')
+        meta_path = os.path.join(str(data_dir) if data_dir else common.find(os.path.join('data', dataset)), 'meta.pkl')
         if os.path.exists(meta_path):
             vocab = files.load_pickle(meta_path)
         elif config.vocab_size not in (tokenizer.GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
@@ -70,6 +71,15 @@ elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
 else:
     raise UserError(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
                     f"weights, not {init_from!r}")
+
+# refused before any work where it cannot fit: the KV cache, the tokens and the logits of all samples
+# at once, beside the weights, and a random key (two uint32) for each new token
+cache_bytes = 2 * config.n_layer * num_samples * config.block_size * config.n_embd * jnp.dtype(dtype).itemsize
+devices.check_fits(cache_bytes + 4 * num_samples * (max_new_tokens + config.vocab_size) + 4 * model.num_params(params)
+                   + 8 * max_new_tokens,
+                   jax.devices()[0], f'sampling {num_samples:,} x {max_new_tokens:,} tokens',
+                   'lower num_samples or max_new_tokens')
+
 if start.startswith('FILE:'):
     try:
         with open(start[5:], encoding='utf-8') as f:
@@ -89,11 +99,6 @@ if len(start_ids) > config.block_size:
     print(f'warning: the prompt has {len(start_ids)} tokens; the model sees only the last '
           f'{config.block_size} (block_size)', file=sys.stderr)
     start_ids = start_ids[-config.block_size:]
-# the KV cache, the tokens and the logits of all samples at once, beside the weights
-cache_bytes = 2 * config.n_layer * num_samples * config.block_size * config.n_embd * jnp.dtype(dtype).itemsize
-devices.check_fits(cache_bytes + 4 * num_samples * (max_new_tokens + config.vocab_size) + 4 * model.num_params(params),
-                   jax.devices()[0], f'sampling {num_samples:,} x {max_new_tokens:,} tokens',
-                   'lower num_samples or max_new_tokens')
 
 # ----------------------------------------------------------------------------- generate
 

@@ -92,10 +92,19 @@ def token_byte_lengths(meta):
     return None
 
 
-def characters(stoi, where):
-    """A Tokenizer of single characters, from {character: id}."""
+def character_ids(meta, where):
+    """The {character: id} of a character vocabulary's record (stoi, or itos turned around),
+    checked: UserError naming `where` for anything else."""
+    itos = meta.get('itos')
+    stoi = meta.get('stoi') or ({c: i for i, c in itos.items()} if isinstance(itos, dict) else None)
     if not stoi or not isinstance(stoi, dict) or not all(isinstance(c, str) and type(i) is int for c, i in stoi.items()):
         raise UserError(f'{where} holds no vocabulary of characters: rerun the dataset\'s prepare script')
+    return stoi
+
+
+def characters(stoi, where):
+    """A Tokenizer of single characters, from {character: id}."""
+    stoi = character_ids({'stoi': stoi}, where)
     itos = {i: c for c, i in stoi.items()}
 
     def encode(text):
@@ -111,9 +120,11 @@ def characters(stoi, where):
 
 def from_meta(meta, where):
     """The Tokenizer of a dataset's meta.pkl or a checkpoint's 'tokenizer' record."""
+    if not isinstance(meta, dict):
+        raise UserError(f'{where} records its vocabulary as a {type(meta).__name__}, not as the dict that the '
+                        f'prepare scripts and train.py write')
     if 'stoi' in meta or 'itos' in meta:
-        stoi = meta.get('stoi') or {c: i for i, c in (meta.get('itos') or {}).items()}
-        return characters(stoi, where)
+        return characters(character_ids(meta, where), where)
     parts = meta.get('tokenizer', 'gpt2') if not is_gpt2(meta) else 'gpt2'
     enc = bpe_encoding(parts, where)
     what = "GPT-2's BPE" if parts == 'gpt2' else f'BPE of {enc.n_vocab:,} tokens from {where}'

@@ -16,11 +16,9 @@ import numpy as np
 import pytest
 
 import checkpoint
-import common
 import datafiles
 import files
-import tokenizer
-from helpers import train_char_model
+from helpers import assert_one_error_line, run_script_in_process, train_char_model
 import model
 from model import GPTConfig
 
@@ -69,12 +67,10 @@ def logits(params, config):  # of token ids that every vocabulary here has
     return np.asarray(model.forward(jax.tree_util.tree_map(jnp.asarray, params), idx, config))
 
 
-@pytest.fixture(scope='module')
-def gpt2_encoding():
-    try:
-        return tokenizer.gpt2_encoding()
-    except common.UserError:
-        pytest.skip("GPT-2's BPE files are not at hand: set TIKTOKEN_CACHE_DIR to a folder that holds them")
+@pytest.fixture
+def gpt2_encoding(gpt2_bpe):
+    """tiktoken's GPT-2 encoding, from the files conftest's gpt2_bpe finds (also for export.py)."""
+    return gpt2_bpe
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -86,6 +82,13 @@ def test_export_loads_back_to_identical_parameters_and_logits(tmp_path):
     assert "load it: transformers.GPT2LMHeadModel.from_pretrained('hf')" in p.stdout
     assert sorted(os.listdir(tmp_path / 'hf')) == ['chars.json', 'config.json', 'model.safetensors']
     assert sorted(os.listdir(tmp_path)) == ['hf', 'out']  # no temporary folder left beside it
+    # every file with the permissions a new file gets here (the weights too), the folder a new folder's
+    (tmp_path / 'new-file').touch()
+    (tmp_path / 'new-folder').mkdir()
+    mode = lambda path: os.stat(path).st_mode & 0o777
+    assert {name: mode(tmp_path / 'hf' / name) for name in os.listdir(tmp_path / 'hf')} == \
+        dict.fromkeys(['chars.json', 'config.json', 'model.safetensors'], mode(tmp_path / 'new-file'))
+    assert mode(tmp_path / 'hf') == mode(tmp_path / 'new-folder')
     loaded, config = model.from_pretrained(str(tmp_path / 'hf'))
     assert config == CFG
     assert_same_params(loaded, params)
@@ -197,37 +200,57 @@ def test_own_bpe_vocabulary_is_written_as_tiktoken_json(tmp_path):
 
 # ----------------------------------------------------------------------------- bad inputs and atomic writes
 
-def assert_error(p, message):
-    assert p.returncode == 1, (p.stdout, p.stderr)
-    assert p.stderr.startswith('error: ') and p.stderr.count('\n') == 1 and message in p.stderr, p.stderr
+def export_in_process(capsys, monkeypatch, cwd, *args):
+    """export.py run in this process (what it prints and its exit status), from cwd."""
+    monkeypatch.chdir(cwd)
+    return run_script_in_process(capsys, EXPORT, *args)
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path):
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
     save_run(tmp_path / 'out', CFG, tokenizer=CHARS)
-    assert_error(export(tmp_path, '--out_dir=out'), 'give the folder to write: --to=DIR')
-    assert_error(export(tmp_path, '--out_dir=nowhere', '--to=hf'), 'no checkpoint at nowhere/ckpt.pkl')
-    (tmp_path / 'foreign').mkdir()
-    with open(tmp_path / 'foreign' / 'ckpt.pkl', 'wb') as f:
-        pickle.dump({'something': 'else'}, f)
-    assert_error(export(tmp_path, '--out_dir=foreign', '--to=hf'), 'not a checkpoint written by train.py')
     params = random_params(CFG)
     params['h']['attn']['c_attn']['weight'] = params['h']['attn']['c_attn']['weight'][:, :, :8]
     save_run(tmp_path / 'broken', CFG, params)
-    assert_error(export(tmp_path, '--out_dir=broken', '--to=hf'),
-                 'h.attn.c_attn.weight is float32 (2, 32, 8), expected float32 (2, 32, 96)')
-    # models that transformers' GPT-2 cannot express: a setting it has no field for, an untied head
+    (tmp_path / 'file').write_text('x')
+    # the script wires each kind up: a setting, the checkpoint, the folder to write
+    assert_one_error_line(export(tmp_path, '--out_dir=out'), 'give the folder to write: --to=DIR')
+    assert_one_error_line(export(tmp_path, '--out_dir=broken', '--to=hf'),
+                          'h.attn.c_attn.weight is float32 (2, 32, 8), expected float32 (2, 32, 96)')
+    assert_one_error_line(export(tmp_path, '--out_dir=out', '--to=file/sub'), 'a part of that path is a file')
+    # the rest in this process: the same script, the same one line and exit status
+    run = lambda *args, cwd=tmp_path: export_in_process(capsys, monkeypatch, cwd, *args)
+    assert_one_error_line(run('--out_dir=out', '--too=hf'), "unknown key 'too'", "did you mean 'to'?")
+    assert_one_error_line(run('--out_dir=nowhere', '--to=hf'), 'no checkpoint at nowhere/ckpt.pkl')
+    (tmp_path / 'foreign').mkdir()
+    with open(tmp_path / 'foreign' / 'ckpt.pkl', 'wb') as f:
+        pickle.dump({'something': 'else'}, f)
+    assert_one_error_line(run('--out_dir=foreign', '--to=hf'), 'not a checkpoint written by train.py')
+    # models that transformers' GPT-2 cannot express (a setting our GPT has no field for, an untied
+    # head) are not models of this train.py either: checkpoint.load_run names what is extra
     files.save_pickle(tmp_path / 'rotary' / 'ckpt.pkl', {'params': random_params(CFG), 'config': {},
                                                           'model_args': {**asdict(CFG), 'rotary': True}})
-    assert_error(export(tmp_path, '--out_dir=rotary', '--to=hf'), "cannot express the model's rotary=True")
+    assert_one_error_line(run('--out_dir=rotary', '--to=hf'), 'model_args', "'rotary'")
     save_run(tmp_path / 'untied', CFG, {**random_params(CFG), 'lm_head': np.zeros((37, 32), np.float32)})
-    assert_error(export(tmp_path, '--out_dir=untied', '--to=hf'), 'has no place for the model\'s tensors lm_head')
-    (tmp_path / 'file').write_text('x')
-    assert_error(export(tmp_path, '--out_dir=out', '--to=file'), 'file is a file, not a folder')
-    assert not (tmp_path / 'hf').exists()
-    p = export(tmp_path, '--out_dir=out', '--to=out', '--force=True')  # would delete the checkpoint
-    assert_error(p, 'out holds the checkpoint to export: --force=True would delete it')
-    assert_error(export(tmp_path / 'out', '--out_dir=.', '--to=..', '--force=True'), 'holds the checkpoint')
-    assert 'Traceback' not in p.stderr
+    assert_one_error_line(run('--out_dir=untied', '--to=hf'), 'holds params that the model has no place for: lm_head')
+    # hand-edited: a string for the run's config
+    files.save_pickle(tmp_path / 'edited' / 'ckpt.pkl', {'params': random_params(CFG), 'config': 'chars',
+                                                          'model_args': asdict(CFG)})
+    assert_one_error_line(run('--out_dir=edited', '--to=hf'), 'its config is a str, not a dict')
+    assert_one_error_line(run('--out_dir=out', '--to=file'), 'file is a file, not a folder')
+    assert_one_error_line(run('--out_dir=out', '--to=file/sub/deeper'), 'file/sub cannot be made: a part of that path is a file')
+    assert_one_error_line(run('--out_dir=out', '--to=out', '--force=True'),  # would delete the checkpoint
+                          'out holds the checkpoint to export: --force=True would delete it')
+    assert_one_error_line(run('--out_dir=.', '--to=..', '--force=True', cwd=tmp_path / 'out'), 'holds the checkpoint')
+    assert sorted(os.listdir(tmp_path)) == ['broken', 'edited', 'file', 'foreign', 'out', 'rotary', 'untied']
+
+
+@pytest.mark.parametrize('stoi', [{**CHARS['stoi'], 'A': 'x'}, {**CHARS['stoi'], 'A': 1.5}, list(CHARS['stoi'])])
+def test_a_vocabulary_that_is_not_character_ids_is_refused_with_nothing_written(tmp_path, capsys, monkeypatch, stoi):
+    # a hand-edited vocabulary: 'x' made int() fail with a traceback, 1.5 was written as id 1
+    save_run(tmp_path / 'out', CFG, tokenizer={**CHARS, 'stoi': stoi})
+    assert_one_error_line(export_in_process(capsys, monkeypatch, tmp_path, '--out_dir=out', '--to=hf'),
+                          'out/ckpt.pkl holds no vocabulary of characters')
+    assert sorted(os.listdir(tmp_path)) == ['out']
 
 
 def test_non_empty_folder_needs_force_and_is_then_replaced_whole(tmp_path):
@@ -236,7 +259,7 @@ def test_non_empty_folder_needs_force_and_is_then_replaced_whole(tmp_path):
     assert export(tmp_path, '--out_dir=out', '--to=hf').returncode == 0  # an empty folder is fine
     (tmp_path / 'hf' / 'vocab.json').write_text('{}')  # as if from an older GPT-2 BPE export
     p = export(tmp_path, '--out_dir=out', '--to=hf')
-    assert_error(p, 'hf is not empty: choose another --to, or replace that folder as a whole with --force=True')
+    assert_one_error_line(p, 'hf is not empty: choose another --to, or replace that folder as a whole with --force=True')
     assert (tmp_path / 'hf' / 'vocab.json').exists()
     p = export(tmp_path, '--out_dir=out', '--to=hf', '--force=True')
     assert p.returncode == 0, p.stderr
@@ -284,6 +307,7 @@ def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
     assert not any(info.values()), info  # no missing, unexpected or mismatched tensors
     ckpt, _ = checkpoint.load_run(tmp_path / 'out')
     config = GPTConfig(**ckpt['model_args'])
+    stoi = json.loads((tmp_path / 'hf' / 'chars.json').read_text())
     idx = np.array([[stoi[c] for c in 'ROMEO: hello, world.\nJULIET: go']])
     with torch.no_grad():
         theirs = hf.eval()(torch.tensor(idx)).logits.numpy()
@@ -336,6 +360,40 @@ def test_sample_from_a_gpt2_folder_draws_what_generate_draws(tmp_path, gpt2_bpe)
     assert len(set(out[:, -12:].ravel())) > 4  # a real draw, not one token over and over
 
 
+OWN_BPE = {'pat_str': r"\S+|\s+", 'mergeable_ranks': {bytes([b]): b for b in range(256)} | {b'ab': 256, b'abc': 257},
+           'special_tokens': {'<|endoftext|>': 258}}
+
+
+@pytest.mark.parametrize('vocabulary', ['characters', 'own BPE'])
+def test_sample_from_an_exported_folder_writes_in_the_models_own_vocabulary(tmp_path, vocabulary):
+    # a character or own-BPE model exported, then sampled from its folder: the tokens are read
+    # from chars.json or tiktoken.json and the text is what generate() draws, in that vocabulary
+    import tiktoken
+    if vocabulary == 'characters':
+        config, record, prompt = CFG, CHARS, 'ROMEO'
+        encode, decode = lambda text: [CHARS['stoi'][c] for c in text], lambda ids: ''.join(CHARS['itos'][i] for i in ids)
+    else:
+        config, record, prompt = replace(CFG, vocab_size=259), {'vocab_size': 259, 'tokenizer': OWN_BPE}, 'abc ab'
+        enc = tiktoken.Encoding('own', **OWN_BPE)
+        encode, decode = enc.encode, enc.decode
+    params = save_run(tmp_path / 'out', config, tokenizer=record)
+    assert export(tmp_path, '--out_dir=out', '--to=hf').returncode == 0
+    p = subprocess.run([sys.executable, str(ROOT / 'sample.py'), '--init_from=hf', f'--start={prompt}', '--num_samples=2',
+                        '--max_new_tokens=12', '--seed=5', '--top_k=30', '--dtype=float32'],
+                       cwd=tmp_path, capture_output=True, timeout=300)  # bytes: a drawn '\r' stays one
+    assert p.returncode == 0, p.stderr
+    assert ('character vocabulary of 37 from hf/chars.json' if vocabulary == 'characters' else
+            'BPE of 259 tokens from hf/tiktoken.json').encode() in p.stderr
+    idx = jnp.tile(jnp.asarray(encode(prompt))[None], (2, 1))
+    out = np.asarray(model.generate(jax.tree_util.tree_map(jnp.asarray, params), idx, jax.random.key(5), config, 12,
+                                    temperature=0.8, top_k=30, keep_tokens=12))
+    text = p.stdout.decode('utf-8')
+    assert text == ''.join(decode(row.tolist()) + '\n---------------\n' for row in out)
+    assert len(set(out[:, -12:].ravel())) > 4  # a real draw, not one token over and over
+    if vocabulary == 'characters':
+        assert set(text) <= set(CHARS['stoi']) | set('\n-')
+
+
 def gpt2_dataset(data_dir, n=4000):
     """A dataset in GPT-2 BPE as prepare_owt.py writes one (made-up token ids)."""
     ids = np.random.default_rng(0).integers(0, 50257, n).astype(np.uint16)
@@ -364,16 +422,16 @@ def test_a_gpt2_folder_that_cannot_serve_is_one_error_line(tmp_path, gpt2_bpe):
     train = lambda *a: script(tmp_path, 'train.py', '--dataset=owt', '--out_dir=ft', '--max_iters=1', '--block_size=8',
                               '--batch_size=4', *a)
     # a folder of a smaller vocabulary than GPT-2 BPE's (transformers' tiny test model)
-    assert_error(train(f'--init_from={FIXTURE}'), "holds a model of 101 tokens, fewer than GPT-2 BPE's 50,257")
-    assert_error(script(tmp_path, 'sample.py', f'--init_from={FIXTURE}', '--start= the king'),
+    assert_one_error_line(train(f'--init_from={FIXTURE}'), "holds a model of 101 tokens, fewer than GPT-2 BPE's 50,257")
+    assert_one_error_line(script(tmp_path, 'sample.py', f'--init_from={FIXTURE}', '--start= the king'),
                  "past the model's vocabulary of 101 tokens")
     # a cut-off weights file, a folder without one
     broken = tmp_path / 'broken'
     broken.mkdir()
     (broken / 'config.json').write_text((FIXTURE / 'config.json').read_text())
     (broken / 'model.safetensors').write_bytes((FIXTURE / 'model.safetensors').read_bytes()[:5000])
-    assert_error(train('--init_from=broken'), 'broken does not hold a readable GPT-2')
-    assert_error(script(tmp_path, 'sample.py', '--init_from=broken'), 'broken does not hold a readable GPT-2')
+    assert_one_error_line(train('--init_from=broken'), 'broken does not hold a readable GPT-2')
+    assert_one_error_line(script(tmp_path, 'sample.py', '--init_from=broken'), 'broken does not hold a readable GPT-2')
     (broken / 'model.safetensors').unlink()
-    assert_error(train('--init_from=broken'), 'broken lacks model.safetensors')
+    assert_one_error_line(train('--init_from=broken'), 'broken lacks model.safetensors')
     assert not (tmp_path / 'ft').exists()

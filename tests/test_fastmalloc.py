@@ -10,14 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
 sys.path.insert(0, str(ROOT))
 import fastmalloc  # noqa: E402  (imported by the test runner, not a project script: no restart)
+from helpers import assert_one_error_line  # noqa: E402
 
 PROBE = ROOT / 'tests' / 'malloc_probe.py'
 
 
-def probe(**env):
+def run_probe(**env):
     e = {k: v for k, v in os.environ.items() if k not in ('LD_PRELOAD', 'GPT_START_TIME', 'GPT_MALLOC')}
+    return subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True, env={**e, **env}, timeout=60)
+
+
+def probe(**env):
     t0 = time.time()
-    p = subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True, env={**e, **env}, timeout=60)
+    p = run_probe(**env)
     assert p.returncode == 0, p.stderr
     name, loaded, since_start = p.stdout.strip().split(' | ')
     return name, loaded.split(), float(since_start), time.time() - t0
@@ -43,3 +48,11 @@ def test_glibc_when_asked_and_the_best_one_by_default():
         assert name.startswith("glibc's malloc")
     else:
         assert name == expected and {'tcmalloc': tcmalloc, 'mimalloc': mimalloc}[expected] == 'True'
+
+
+def test_an_allocator_it_does_not_know_is_one_error_line_not_glibc_in_silence():
+    for wrong in ('nonsense', 'jemalloc', 'MIMALLOC'):
+        p = run_probe(GPT_MALLOC=wrong)
+        assert_one_error_line(p, f'GPT_MALLOC={wrong} names no allocator this project knows',
+                              'set it to mimalloc, tcmalloc or glibc, or unset it')
+        assert p.stdout == ''  # stopped before the script ran

@@ -1,19 +1,22 @@
 """KV-cache generation (model.generate) against plain full-forward sampling, and sample.py end to end."""
 import os
-import pickle
 import subprocess
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
-import common
+import checkpoint
+import configurator
 import files
-from helpers import train_char_model
+import tokenizer
+from helpers import CHARS_TEXT, assert_one_error_line, char_dataset, run_in_process, train_char_model
 import model
 from model import GPTConfig
 
@@ -31,18 +34,30 @@ def params():
     return {**p, 'wte': p['wte'] * 5, 'wpe': p['wpe'] * 20}
 
 
+@partial(jax.jit, static_argnames=('config', 'top_k', 'top_p'))
+def next_token(params, context, length, key, config, temperature=1.0, top_k=None, top_p=None):
+    """One full forward of context [B, block_size], whose first `length` tokens are real and the
+    rest padding, and a draw from the logits at the last real position. The model is causal, so
+    the padding changes nothing before it: this is the forward of the real tokens alone, compiled
+    once for every length."""
+    logits = model.forward(params, context, config)  # [B, block_size, vocab]
+    return model.sample_logits(lax.dynamic_index_in_dim(logits, length - 1, axis=1, keepdims=False), key,
+                               temperature, top_k, top_p)
+
+
 def full_forward_sampler(params, idx, key, config, n, keep=None, **kw):
     """Plain sampling, one full forward of the context per token, with generate()'s context:
     it grows to block_size, then moves on to its last `keep` tokens. keep=block_size is
     nanoGPT's sampler (the last block_size tokens at every step)."""
-    fwd = jax.jit(model.forward, static_argnames='config')
     keep = keep or config.block_size * 3 // 4
+    idx = np.asarray(idx)
     start = max(0, idx.shape[1] - config.block_size)
     keys = jax.random.split(key, n)
     for i in range(n):
-        logits = fwd(params, idx[:, start:], config)[:, -1]
-        tok = model.sample_logits(logits, keys[i], **kw)
-        idx = jnp.concatenate([idx, tok[:, None]], axis=1)
+        context = idx[:, start:]
+        padded = np.pad(context, ((0, 0), (0, config.block_size - context.shape[1])))
+        tok = np.asarray(next_token(params, padded, context.shape[1], keys[i], config, **kw))
+        idx = np.concatenate([idx, tok[:, None]], axis=1)
         if idx.shape[1] - start > config.block_size:
             start = idx.shape[1] - keep
     return idx
@@ -73,6 +88,18 @@ def test_sampling_equals_full_forward_sampler_with_the_same_random_numbers(param
     assert not np.array_equal(ours, nanogpt)
 
 
+def test_a_tiny_temperature_samples_what_greedy_decoding_samples(params):
+    # 1e-45 is float32's smallest number: logits divided by it overflow unless the largest is
+    # taken off first, and inf - inf would make every draw nan (the shapes of a test above: its
+    # greedy loop is compiled already)
+    idx = jax.random.randint(jax.random.key(9), (3, 1), 0, CFG.vocab_size)
+    greedy = model.generate(params, idx, jax.random.key(2), CFG, 40, top_k=1)
+    for temperature in (1e-45, 1e-38, 1e-30):
+        np.testing.assert_array_equal(model.generate(params, idx, jax.random.key(2), CFG, 40,
+                                                     temperature=temperature), greedy)
+    assert len(np.unique(greedy[:, -40:])) > 3  # not one token over and over
+
+
 def test_no_new_tokens_and_bad_keep(params):
     idx = jnp.arange(20, dtype=jnp.int32).reshape(1, 20) % CFG.vocab_size
     np.testing.assert_array_equal(model.generate(params, idx, jax.random.key(0), CFG, 0), idx[:, -16:])
@@ -94,11 +121,12 @@ def test_top_k_and_top_p_never_pick_outside_the_allowed_set():
     logits = jax.random.normal(jax.random.key(7), (64, 50)) * 3
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))
     order = np.argsort(-probs, axis=-1)
+    draw = jax.jit(model.sample_logits, static_argnames=('top_k', 'top_p'))
     for i in range(20):
         key = jax.random.key(100 + i)
-        tok = np.asarray(model.sample_logits(logits, key, top_k=5))
+        tok = np.asarray(draw(logits, key, top_k=5))
         assert all(t in order[r, :5] for r, t in enumerate(tok))
-        tok = np.asarray(model.sample_logits(logits, key, top_p=0.5))
+        tok = np.asarray(draw(logits, key, top_p=0.5))
         for r, t in enumerate(tok):
             cum = np.cumsum(probs[r, order[r]])
             allowed = order[r, :np.searchsorted(cum, 0.5) + 1]  # smallest prefix reaching 0.5
@@ -131,18 +159,64 @@ def test_filter_logits_equals_sorting_the_row():
         assert np.sum(np.isfinite(ours) != np.isfinite(ref)) <= (2 if p > 0.99 else 0)
 
 
+# ----------------------------------------------------------------------------- what sample.py refuses, in this process
+
+def sample_settings(*argv):
+    """sample.py's settings checked as sample.py checks them: its defaults (read from the file),
+    then configurator.configure with the shared rules."""
+    g = {name: value for name, value, *_ in configurator.read_settings(SAMPLE)}
+    g['__file__'] = SAMPLE
+    return configurator.configure(g, argv, quiet=True)
+
+
+@pytest.mark.parametrize('flag, words', [
+    ('--temperature=0.0', ['temperature must be a positive number', '--top_k=1 decodes greedily']),
+    ('--temperature=1e39', ["temperature must be a positive number within float32's range"]),
+    ('--top_k=0', ['top_k must be at least 1, not 0']),
+    ('--top_p=0', ['top_p must be a number above 0 and at most 1, not 0']),
+    ('--keep_fraction=0.0', ['keep_fraction must be a number above 0 and at most 1, not 0.0']),
+    ('--keep_fraction=1.5', ['keep_fraction must be a number above 0 and at most 1, not 1.5']),
+    ('--num_samples=0', ['num_samples must be at least 1, not 0']),
+    ('--num_samples=1.5', ["key 'num_samples' expects int"]),
+    ('--max_new_tokens=-1', ['max_new_tokens must be at least 0, not -1']),
+    ('--dtype=float64', ["dtype must be 'auto', 'float32', 'bfloat16' or 'float16', not 'float64'"]),
+    ('--sed=1', ["unknown key 'sed'", "did you mean 'seed'?"]),
+])
+def test_bad_settings_are_one_error_line(capsys, flag, words):
+    assert_one_error_line(run_in_process(capsys, sample_settings, flag), *words)
+    assert sample_settings()['temperature'] == 0.8  # the defaults themselves pass
+
+
+def test_prompts_and_vocabularies_the_tokenizer_refuses(capsys):
+    stoi = {c: i for i, c in enumerate(sorted(set(CHARS_TEXT)))}
+    tok = tokenizer.from_meta({'vocab_size': len(stoi), 'stoi': stoi, 'itos': {i: c for c, i in stoi.items()}},
+                              'out/ckpt.pkl')
+    assert tok.decode(tok.encode('ROMEO: hello')) == 'ROMEO: hello'
+    assert_one_error_line(run_in_process(capsys, tok.encode, 'ROMEO{Ω}'), "outside the vocabulary: '{}Ω'")
+    # hand-edited or broken records of the vocabulary in a checkpoint
+    for record, words in [({'vocab_size': 0, 'itos': {}, 'stoi': {}}, ['out/ckpt.pkl holds no vocabulary']),
+                          ({'itos': list('abc')}, ['holds no vocabulary of characters']),
+                          ({'stoi': {'a': 'x'}}, ['holds no vocabulary of characters']),
+                          ({'stoi': {'a': 1.5}}, ['holds no vocabulary of characters']),
+                          ('chars', ['out/ckpt.pkl records its vocabulary as a str']),
+                          ({'vocab_size': 300, 'tokenizer': {'pat_str': 1}}, ['a tokenizer tiktoken cannot read'])]:
+        assert_one_error_line(run_in_process(capsys, tokenizer.from_meta, record, 'out/ckpt.pkl'), *words)
+
+
 # ----------------------------------------------------------------------------- sample.py
 
 
-@pytest.fixture
-def char_run(tmp_path):
-    """A working directory with a char-level dataset and a checkpoint trained a few steps."""
-    train_char_model(tmp_path, 30)
-    return tmp_path
+@pytest.fixture(scope='module')
+def char_run(tmp_path_factory):
+    """A working directory with a char-level dataset and a checkpoint trained a few steps (shared
+    by the tests below, which leave it as it is)."""
+    cwd = tmp_path_factory.mktemp('char_run')
+    train_char_model(cwd, 30)
+    return cwd
 
 
-def sample(cwd, *args):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cwd / 'xla-cache'))  # not the user's
+def sample(cwd, *args, cache=None):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache or cwd / 'xla-cache'))  # not the user's
     return subprocess.run([sys.executable, SAMPLE, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
 
@@ -156,7 +230,7 @@ def test_sample_char_checkpoint_end_to_end(char_run):
     assert any((char_run / 'xla-cache').iterdir())  # the compiled loop is kept for the next run
     for s in samples[:3]:
         assert s.startswith('ROMEO:') and len(s.rstrip('\n')) >= 6 + 30
-        assert set(s) <= set('ROMEO: hello, world.\nJULIET: goodbye.\n')
+        assert set(s) <= set(CHARS_TEXT)
 
 
 def test_sample_streams_one_sample_and_is_reproducible(char_run):
@@ -166,54 +240,59 @@ def test_sample_streams_one_sample_and_is_reproducible(char_run):
     assert a.stdout == b.stdout and 'JULIET:' in a.stdout and a.stdout.endswith('---------------\n')
 
 
+def test_a_tiny_temperature_through_sample_py_is_greedy_decoding_not_nan(char_run):
+    p = sample(char_run, '--out_dir=out', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=30',
+               '--temperature=1e-45', '--dtype=float32')
+    assert p.returncode == 0, p.stderr
+    ckpt, config = checkpoint.load_run(char_run / 'out')
+    itos = ckpt['tokenizer']['itos']
+    prompt = jnp.tile(jnp.asarray([ckpt['tokenizer']['stoi'][c] for c in 'ROMEO:'], jnp.int32)[None], (2, 1))
+    greedy = model.generate(jax.tree_util.tree_map(jnp.asarray, ckpt['params']), prompt, jax.random.key(1337),
+                            config, 30, top_k=1, keep_tokens=24)
+    assert p.stdout == ''.join(''.join(itos[int(i)] for i in row) + '\n---------------\n' for row in np.asarray(greedy))
+    assert len(set(p.stdout)) > 5  # text, not newlines only
+
+
 def test_file_prompt(char_run):
     (char_run / 'prompt.txt').write_text('JULIET: hello')
     p = sample(char_run, '--out_dir=out', '--start=FILE:prompt.txt', '--num_samples=2', '--max_new_tokens=5')
     assert p.returncode == 0, p.stderr
     assert p.stdout.count('JULIET: hello') == 2
-    p = sample(char_run, '--out_dir=out', '--start=FILE:missing.txt')
-    assert p.returncode == 1 and 'cannot read the prompt file missing.txt' in p.stderr
 
 
 def test_bpe_checkpoint_uses_gpt2_tokens(gpt2_bpe, tmp_path):
     config = GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=16)
     params = jax.tree_util.tree_map(np.asarray, model.init_params(config, jax.random.key(0)))
     files.save_pickle(tmp_path / 'out' / 'ckpt.pkl', {'params': params, 'model_args': asdict(config),
-                                                         'config': {'dataset': 'openwebtext'}})
+                                                      'config': {'dataset': 'openwebtext'}})
     p = sample(tmp_path, '--out_dir=out', '--start=Hello world<|endoftext|>', '--num_samples=2',
                '--max_new_tokens=8')
     assert p.returncode == 0, p.stderr
     assert "tokens: GPT-2's BPE" in p.stderr and p.stdout.count('Hello world<|endoftext|>') == 2
 
 
-def test_bad_inputs(char_run):
-    p = sample(char_run, '--out_dir=out', '--start=ROMEO{Ω}')
-    assert p.returncode == 1 and "outside the vocabulary: '{}Ω'" in p.stderr
-    p = sample(char_run, '--out_dir=out', '--temperature=0.0')
-    assert p.returncode == 1 and 'temperature must be a positive number' in p.stderr
-    p = sample(char_run, '--out_dir=out', '--top_k=0')
-    assert p.returncode == 1 and 'top_k must be at least 1' in p.stderr
-    for bad in ('0.0', '1.5'):
-        p = sample(char_run, '--out_dir=out', f'--keep_fraction={bad}')
-        assert p.returncode == 1 and f'keep_fraction must be a number above 0 and at most 1, not {float(bad)}' in p.stderr
-    p = sample(char_run, '--out_dir=nowhere')
-    assert p.returncode == 1 and 'no checkpoint at nowhere/ckpt.pkl' in p.stderr
-    (char_run / 'foreign').mkdir()
-    with open(char_run / 'foreign' / 'ckpt.pkl', 'wb') as f:
-        pickle.dump({'something': 'else'}, f)
-    p = sample(char_run, '--out_dir=foreign')
-    assert p.returncode == 1 and 'not a checkpoint written by train.py' in p.stderr
+def test_bad_inputs_end_to_end_are_one_error_line(char_run, tmp_path):
+    # one of each kind that sample.py wires up itself: a setting, the prompt, the checkpoint, memory
+    assert_one_error_line(sample(char_run, '--out_dir=out', '--temperature=0.0'), 'temperature must be a positive number')
+    assert_one_error_line(sample(char_run, '--out_dir=out', '--start=ROMEO{Ω}'), "outside the vocabulary: '{}Ω'")
+    assert_one_error_line(sample(char_run, '--out_dir=out', '--start=FILE:missing.txt'),
+                          'cannot read the prompt file missing.txt')
+    (tmp_path / 'latin1.txt').write_bytes('caf\xe9'.encode('latin-1'))
+    assert_one_error_line(sample(char_run, '--out_dir=out', f'--start=FILE:{tmp_path / "latin1.txt"}'),
+                          'latin1.txt is not UTF-8 text (bad byte at offset 3)')
     ckpt = files.load_pickle(char_run / 'out' / 'ckpt.pkl')
-    files.save_pickle(char_run / 'empty' / 'ckpt.pkl', {**ckpt, 'tokenizer': {'vocab_size': 0, 'itos': {}, 'stoi': {}}})
-    p = sample(char_run, '--out_dir=empty')
-    assert p.returncode == 1 and 'holds no vocabulary' in p.stderr
-    for bad in ('--num_samples=0', '--dtype=float64', '--max_new_tokens=-1'):
-        p = sample(char_run, '--out_dir=out', bad)
-        assert p.returncode == 1 and p.stderr.startswith('error: ') and p.stderr.count('\n') == 1, (bad, p.stderr)
-    (char_run / 'latin1.txt').write_bytes('caf\xe9'.encode('latin-1'))
-    p = sample(char_run, '--out_dir=out', '--start=FILE:latin1.txt')
-    assert p.returncode == 1 and 'latin1.txt is not UTF-8 text' in p.stderr
-    assert 'Traceback' not in p.stderr
+    ckpt['params']['h']['attn']['c_attn']['weight'] = ckpt['params']['h']['attn']['c_attn']['weight'][:, :, :8]
+    files.save_pickle(tmp_path / 'edited' / 'ckpt.pkl', ckpt)
+    assert_one_error_line(sample(char_run, f'--out_dir={tmp_path / "edited"}'),
+                          'not a checkpoint written by train.py', 'h.attn.c_attn.weight is float32 (2, 32, 8)')
+
+
+@pytest.mark.parametrize('sizes', [['--num_samples=1000000000'],
+                                   ['--num_samples=100000', '--max_new_tokens=2147483647']])
+def test_sizes_that_cannot_fit_are_refused_before_any_work(char_run, sizes):
+    p = sample(char_run, '--out_dir=out', *sizes)
+    assert_one_error_line(p, 'GiB, more than', 'lower num_samples or max_new_tokens')
+    assert p.stdout == ''  # refused before the prompt was echoed or anything sampled
 
 
 def test_long_prompt_is_cropped_with_a_warning(char_run):
@@ -223,23 +302,25 @@ def test_long_prompt_is_cropped_with_a_warning(char_run):
     assert 'warning: the prompt has 140 tokens; the model sees only the last 32' in p.stderr
 
 
-def test_sample_from_another_directory_uses_the_checkpoints_own_vocabulary(char_run, tmp_path_factory):
-    elsewhere = tmp_path_factory.mktemp('elsewhere')
-    p = sample(elsewhere, f'--out_dir={char_run / "out"}', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=20')
+def test_sample_from_another_directory_uses_the_checkpoints_own_vocabulary(char_run, tmp_path):
+    p = sample(tmp_path, f'--out_dir={char_run / "out"}', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=20',
+               cache=char_run / 'xla-cache')
     assert p.returncode == 0, p.stderr
     assert 'character vocabulary of 24' in p.stderr
-    assert set(p.stdout) <= set('ROMEO: hello, world.\nJULIET: goodbye.\n-')
+    assert set(p.stdout) <= set(CHARS_TEXT + '-')
 
 
-def test_old_checkpoint_without_its_dataset_is_an_error_not_gpt2_text(char_run):
+def test_old_checkpoint_without_its_dataset_is_an_error_not_gpt2_text(char_run, tmp_path):
     ckpt = files.load_pickle(char_run / 'out' / 'ckpt.pkl')
     del ckpt['tokenizer'], ckpt['config']['data_dir']  # as train.py wrote them before it kept the vocabulary
-    files.save_pickle(char_run / 'old' / 'ckpt.pkl', ckpt)
-    p = sample(char_run, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5')
+    files.save_pickle(tmp_path / 'old' / 'ckpt.pkl', ckpt)
+    char_dataset(tmp_path / 'data' / 'chars')  # the dataset it names (data/chars) beside it
+    p = sample(tmp_path, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5', cache=char_run / 'xla-cache')
     assert p.returncode == 0 and 'character vocabulary of 24' in p.stderr  # found in data/chars
-    (char_run / 'data' / 'chars' / 'meta.pkl').unlink()
-    p = sample(char_run, '--out_dir=old')
-    assert p.returncode == 1 and 'data/chars/meta.pkl not found' in p.stderr and "GPT-2" not in p.stderr
+    (tmp_path / 'data' / 'chars' / 'meta.pkl').unlink()
+    p = sample(tmp_path, '--out_dir=old', cache=char_run / 'xla-cache')
+    assert_one_error_line(p, 'data/chars/meta.pkl not found')
+    assert 'GPT-2' not in p.stderr
 
 
 def test_output_piped_into_head_ends_quietly(char_run):
