@@ -223,6 +223,14 @@ def check_same_dataset(ckpt, identity, vocab_size, data_dir, where):
                         f'or start a new run in another out_dir')
 
 
+def gpt2_weights(init_from):
+    """model.from_pretrained, its failures (missing, broken, not downloadable) as a UserError."""
+    try:
+        return model.from_pretrained(init_from)
+    except (ValueError, OSError, RuntimeError) as e:
+        raise UserError(e) from None
+
+
 def gpt2_to_finetune(init_from, meta, data_dir, block_size, dropout):
     """OpenAI's GPT-2 weights (a size, downloaded once, or a folder) to train on a dataset of GPT-2
     BPE -> (params, GPTConfig) with this run's dropout, and cut to block_size positions when
@@ -230,10 +238,7 @@ def gpt2_to_finetune(init_from, meta, data_dir, block_size, dropout):
     if not tokenizer.is_gpt2(meta):
         raise UserError(f'{data_dir} has its own vocabulary of {meta["vocab_size"]} tokens; GPT-2 weights need a '
                         f'dataset tokenized with GPT-2 BPE (prepare_owt.py without --vocab_size)')
-    try:
-        params, config = model.from_pretrained(init_from)
-    except (ValueError, OSError, RuntimeError) as e:  # missing, broken, or not downloadable
-        raise UserError(e) from None
+    params, config = gpt2_weights(init_from)
     if config.vocab_size < tokenizer.GPT2_VOCAB:
         raise UserError(f"{init_from} holds a model of {config.vocab_size} tokens, fewer than GPT-2 BPE's "
                         f'{tokenizer.GPT2_VOCAB:,} that {data_dir} is tokenized with: start from GPT-2 weights of '
@@ -264,8 +269,8 @@ def load_model(init_from, out_dir):
         params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
         vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
         if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
-            dataset = str(ckpt['config'].get('dataset'))
-            meta_path = os.path.join(ckpt['config'].get('data_dir') or common.find(os.path.join('data', dataset)),
+            dataset, data_dir = str(ckpt['config'].get('dataset')), ckpt['config'].get('data_dir')
+            meta_path = os.path.join(str(data_dir) if data_dir else common.find(os.path.join('data', dataset)),
                                      'meta.pkl')
             if os.path.exists(meta_path):
                 vocab = files.load_pickle(meta_path)
@@ -274,10 +279,7 @@ def load_model(init_from, out_dir):
                                 f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
         return params, config, tokenizer.from_meta(vocab or {}, f'{out_dir}/ckpt.pkl')
     if init_from in model.GPT2_SIZES or os.path.isdir(init_from):
-        try:
-            params, config = model.from_pretrained(init_from)
-        except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
-            raise UserError(e) from None
+        params, config = gpt2_weights(init_from)
         tok = tokenizer.from_folder(init_from) if os.path.isdir(init_from) else tokenizer.from_meta({}, init_from)
         return params, config, tok
     raise UserError(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "

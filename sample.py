@@ -12,7 +12,6 @@ import common
 common.exit_on_ctrl_c()
 common.errors_as_one_line()  # a UserError anywhere below: one `error:` line, exit status 1
 
-import os
 import sys
 import time
 
@@ -23,9 +22,7 @@ import numpy as np
 import checkpoint
 import configurator
 import devices
-import files
 import model
-import tokenizer
 from common import UserError
 
 # ----------------------------------------------------------------------------- settings
@@ -48,29 +45,7 @@ dtype, _ = devices.compute_dtype(dtype)
 devices.cache_compilations()
 
 # ----------------------------------------------------------------------------- model and tokenizer
-if init_from == 'resume':
-    ckpt, config = checkpoint.load_run(common.find(out_dir))
-    params = jax.tree_util.tree_map(jnp.asarray, ckpt['params'])
-    vocab = ckpt.get('tokenizer')  # written by train.py since it records the tokenizer
-    if vocab is None:  # an older checkpoint: the tokenizer is the dataset's
-        dataset = str(ckpt['config'].get('dataset'))
-        data_dir = ckpt['config'].get('data_dir')
-        meta_path = os.path.join(str(data_dir) if data_dir else common.find(os.path.join('data', dataset)), 'meta.pkl')
-        if os.path.exists(meta_path):
-            vocab = files.load_pickle(meta_path)
-        elif config.vocab_size not in (tokenizer.GPT2_VOCAB, tokenizer.GPT2_PADDED_VOCAB):
-            raise UserError(f'{meta_path} not found: the checkpoint was trained on {dataset}, whose vocabulary '
-                            f'({config.vocab_size} tokens) is in that file; prepare the dataset again')
-    tok = tokenizer.from_meta(vocab or {}, f'{out_dir}/ckpt.pkl')
-elif init_from in model.GPT2_SIZES or os.path.isdir(init_from):
-    try:
-        params, config = model.from_pretrained(init_from)
-    except (OSError, ValueError, RuntimeError) as e:  # GPT-2's weights: missing, broken, not downloadable
-        raise UserError(e)
-    tok = tokenizer.from_folder(init_from) if os.path.isdir(init_from) else tokenizer.from_meta({}, init_from)
-else:
-    raise UserError(f"init_from must be 'resume', one of {', '.join(model.GPT2_SIZES)} or a folder with GPT-2 "
-                    f"weights, not {init_from!r}")
+params, config, tok = checkpoint.load_model(init_from, out_dir)  # a run's checkpoint, or GPT-2's weights
 
 # refused before any work where it cannot fit: the KV cache, the tokens and the logits of all samples
 # at once, beside the weights, and a random key (two uint32) for each new token

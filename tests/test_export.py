@@ -297,6 +297,7 @@ def test_a_killed_export_leaves_the_old_folder_or_none(tmp_path):
 
 # ----------------------------------------------------------------------------- transformers itself
 
+@pytest.mark.transformers
 def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
     torch = pytest.importorskip('torch')
     transformers = pytest.importorskip('transformers')
@@ -315,6 +316,7 @@ def test_transformers_loads_a_trained_export_with_the_same_logits(tmp_path):
     np.testing.assert_allclose(theirs, ours, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.transformers
 def test_transformers_gpt2_tokenizer_encodes_as_tiktoken(tmp_path, gpt2_encoding):
     pytest.importorskip('torch')
     transformers = pytest.importorskip('transformers')
