@@ -11,12 +11,15 @@ A few tests need the real thing and ask for it with a fixture that skips when it
 Tests that compare with transformers' GPT-2 skip without torch and transformers; those marked
 `transformers` are selected with `python -m pytest -m transformers` in an environment that has them.
 """
+import atexit
 import functools
 import hashlib
 import http.server
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -34,6 +37,11 @@ GPT2_BPE_DIR = os.environ.get("TIKTOKEN_CACHE_DIR", "")
 # runs) the cache is off, so one that needs GPT-2's BPE without asking fails offline instead of
 # passing here on files an earlier run left behind.
 os.environ["TIKTOKEN_CACHE_DIR"] = ""
+# The scripts the tests run keep what JAX compiles in one folder of this session's (not the user's
+# ~/.cache), small programs too: runs of the same shapes in later tests skip their compilation.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpt-jax-tests-xla-")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 
 def pytest_configure(config):

@@ -53,7 +53,8 @@ def cache_compilations():
     if folder is None:
         folder = os.path.join(os.path.expanduser('~'), '.cache', 'gpt-jax', 'xla')
         jax.config.update('jax_compilation_cache_dir', folder)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+    if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
+        jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)  # what takes longer to compile
     if folder and os.path.isdir(folder):
         for entry in os.scandir(folder):
             try:

@@ -42,8 +42,9 @@ def _restart():
         print(f"error: GPT_MALLOC={wanted} names no allocator this project knows: set it to mimalloc, tcmalloc "
               f"or glibc, or unset it", file=sys.stderr)
         sys.exit(1)
-    folder = os.path.dirname(os.path.abspath(sys.argv[0]))
-    if wanted == 'glibc' or not sys.platform.startswith('linux') or folder not in SCRIPT_FOLDERS:
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith('.py') and os.path.isfile(sys.argv[0]) else ''
+    if wanted == 'glibc' or not sys.platform.startswith('linux') or os.path.dirname(os.path.abspath(script)) \
+            not in SCRIPT_FOLDERS or not script:
         # only this project's scripts restart: not a test runner or a notebook that imports a module
         return "glibc's malloc"
     name, lib = _choose(wanted)

@@ -357,7 +357,7 @@ if data_rng_state is not None:  # resuming: continue the stream where the checkp
     data_rng.bit_generator.state = data_rng_state
 data_state = data_rng.bit_generator.state  # the stream's position before the next batch
 x, y = to_devices(*get_batch('train', data_rng, gradient_accumulation_steps))
-if not eval_only:  # compiled in another thread while the first evaluation runs
+if not eval_only and iter_num < max_iters:  # compiled in another thread while the first evaluation runs
     train_step = devices.compile_in_background(train_step, state, x, y, jnp.int32(iter_num))
 jax.block_until_ready(state)  # nothing else running while a peak is measured
 peak, peak_source = devices.peak_flops(compute_dtype, peak_tflops)  # of all devices; None on a CPU

@@ -35,7 +35,7 @@ STOI = {c: i for i, c in enumerate(CHARS)}
 
 
 def run(script, *args, cwd, env=None):
-    env = {**os.environ, 'JAX_COMPILATION_CACHE_DIR': str(cwd / 'xla-cache'), **(env or {})}  # not the user's
+    env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

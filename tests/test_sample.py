@@ -216,18 +216,19 @@ def char_run(tmp_path_factory):
 
 
 def sample(cwd, *args, cache=None):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache or cwd / 'xla-cache'))  # not the user's
+    env = dict(os.environ, **({'JAX_COMPILATION_CACHE_DIR': str(cache)} if cache else {}))  # else the session's
     return subprocess.run([sys.executable, SAMPLE, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
 
 
-def test_sample_char_checkpoint_end_to_end(char_run):
-    p = sample(char_run, '--out_dir=out', '--start=ROMEO:', '--num_samples=3', '--max_new_tokens=40')
+def test_sample_char_checkpoint_end_to_end(char_run, tmp_path):
+    p = sample(char_run, '--out_dir=out', '--start=ROMEO:', '--num_samples=3', '--max_new_tokens=40',
+               cache=tmp_path / 'xla-cache')
     assert p.returncode == 0, p.stderr
     samples = p.stdout.split('---------------\n')
     assert len(samples) == 4 and samples[-1] == ''  # three samples, each closed by dashes
     assert 'character vocabulary of 24' in p.stderr
-    assert any((char_run / 'xla-cache').iterdir())  # the compiled loop is kept for the next run
+    assert any((tmp_path / 'xla-cache').iterdir())  # the compiled loop is kept for the next run
     for s in samples[:3]:
         assert s.startswith('ROMEO:') and len(s.rstrip('\n')) >= 6 + 30
         assert set(s) <= set(CHARS_TEXT)
@@ -303,8 +304,7 @@ def test_long_prompt_is_cropped_with_a_warning(char_run):
 
 
 def test_sample_from_another_directory_uses_the_checkpoints_own_vocabulary(char_run, tmp_path):
-    p = sample(tmp_path, f'--out_dir={char_run / "out"}', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=20',
-               cache=char_run / 'xla-cache')
+    p = sample(tmp_path, f'--out_dir={char_run / "out"}', '--start=ROMEO:', '--num_samples=2', '--max_new_tokens=20')
     assert p.returncode == 0, p.stderr
     assert 'character vocabulary of 24' in p.stderr
     assert set(p.stdout) <= set(CHARS_TEXT + '-')
@@ -315,16 +315,15 @@ def test_old_checkpoint_without_its_dataset_is_an_error_not_gpt2_text(char_run, 
     del ckpt['tokenizer'], ckpt['config']['data_dir']  # as train.py wrote them before it kept the vocabulary
     files.save_pickle(tmp_path / 'old' / 'ckpt.pkl', ckpt)
     char_dataset(tmp_path / 'data' / 'chars')  # the dataset it names (data/chars) beside it
-    p = sample(tmp_path, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5', cache=char_run / 'xla-cache')
+    p = sample(tmp_path, '--out_dir=old', '--num_samples=1', '--max_new_tokens=5')
     assert p.returncode == 0 and 'character vocabulary of 24' in p.stderr  # found in data/chars
     (tmp_path / 'data' / 'chars' / 'meta.pkl').unlink()
-    p = sample(tmp_path, '--out_dir=old', cache=char_run / 'xla-cache')
+    p = sample(tmp_path, '--out_dir=old')
     assert_one_error_line(p, 'data/chars/meta.pkl not found')
     assert 'GPT-2' not in p.stderr
 
 
 def test_output_piped_into_head_ends_quietly(char_run):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(char_run / 'xla-cache'))
     p = subprocess.run(f'{sys.executable} {SAMPLE} --out_dir=out --num_samples=20 --max_new_tokens=200 | head -c 10',
-                       shell=True, cwd=char_run, capture_output=True, text=True, timeout=300, env=env)
+                       shell=True, cwd=char_run, capture_output=True, text=True, timeout=300)
     assert len(p.stdout) == 10 and 'Traceback' not in p.stderr and 'BrokenPipe' not in p.stderr
