@@ -154,7 +154,10 @@ def load_run(out_dir):
         config = model.GPTConfig(**ckpt['model_args'])
     except (TypeError, ValueError) as e:
         raise UserError(f'{where} is not a checkpoint written by train.py (model_args: {e})') from None
-    check_tree(ckpt['params'], jax.eval_shape(lambda: model.init_params(config, jax.random.key(0))), where, 'params')
+    shapes = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+    for key in ('params', 'train_params'):  # train_params: the weights as trained, beside their average
+        if key in ckpt:
+            check_tree(ckpt[key], shapes, where, key)
     return ckpt, config
 
 

@@ -119,7 +119,7 @@ RULES = {
     "learning_rate": Number(above=0), "muon_lr": Number(above=0),
     **{k: Number(at_least=0) for k in ("weight_decay", "muon_weight_decay", "min_lr", "grad_clip", "peak_tflops",
                                        "target")},
-    **{k: Number(at_least=0, below=1) for k in ("beta1", "beta2", "muon_momentum", "dropout")},
+    **{k: Number(at_least=0, below=1) for k in ("beta1", "beta2", "muon_momentum", "dropout", "ema_decay")},
     # sampling
     "temperature": Number(above=0, hint="--top_k=1 decodes greedily"),
     "top_p": Number(above=0, at_most=1), "keep_fraction": Number(above=0, at_most=1),

@@ -80,6 +80,7 @@ warmup_iters = 2000  # linear warmup over this many iterations
 lr_decay_iters = 600000  # the decay ends here, then min_lr (~= max_iters per Chinchilla)
 min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla (Muon: the same fraction of muon_lr)
 cooldown_iters = 0  # 0: cosine decay; N: constant after warmup, then linear to min_lr over the last N iterations before lr_decay_iters
+ema_decay = 0.0  # >0: evaluate, keep and save an exponential moving average of the weights (e.g. 0.995); 0: the weights as trained
 # system
 dtype = 'auto'  # 'float32', 'bfloat16', 'float16'; 'auto': bfloat16 on GPUs, TPUs and CPUs with bf16 instructions
 cpu_devices = 0  # CPU: JAX devices to split each process's batch over (0: one per core, up to 8)
@@ -196,7 +197,7 @@ def to_devices(x, y):
 
 
 # ----------------------------------------------------------------------------- model
-iter_num, best_val_loss, best_iter, data_rng_state, elapsed_before = 0, 1e9, None, None, 0.0
+iter_num, best_val_loss, best_iter, data_rng_state, elapsed_before, ema = 0, 1e9, None, None, 0.0, None
 model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
                   vocab_size=vocab_size, dropout=dropout)
 if init_from == 'scratch':
@@ -208,6 +209,8 @@ elif init_from == 'resume':
     gptconf = GPTConfig(**{**ckpt['model_args'], 'dropout': dropout})  # only dropout may change
     params, data_rng_state, iter_num, best_val_loss = (ckpt[k] for k in ('params', 'data_rng_state', 'iter_num',
                                                                           'best_val_loss'))
+    if 'train_params' in ckpt and not eval_only:  # saved with ema_decay: see save_checkpoint
+        ema, params = params, ckpt['train_params']
     best_iter, elapsed_before = ckpt.get('best_iter', iter_num), ckpt.get('elapsed', 0.0)
 else:  # a GPT-2 size or folder
     log(f'initializing from OpenAI GPT-2 weights: {init_from}')
@@ -272,7 +275,10 @@ if ckpt is not None and not eval_only:  # the optimizer state is stored as its l
     opt_state = jax.device_put(jax.tree_util.tree_unflatten(structure, [jnp.asarray(a) for a in ckpt['opt_state']]),
                                replicated)
 state = {'params': params, 'opt_state': opt_state}
-ckpt = None  # free the host copy
+if ema_decay > 0:  # the average starts as the weights (or is the checkpoint's, resuming)
+    state['ema'] = jax.device_put(jax.tree_util.tree_map(jnp.asarray, ema), replicated) if ema is not None \
+        else jax.tree_util.tree_map(jnp.copy, params)
+ckpt = ema = None  # free the host copies
 
 
 # ----------------------------------------------------------------------------- the step
@@ -296,7 +302,11 @@ def train_step(state, x, y, it):
     (loss, grads), _ = lax.scan(micro_step, zeros, (x, y, jnp.arange(n)))
     loss, grads = lax.pmean(jax.tree_util.tree_map(lambda a: a / n, (loss, grads)), 'data')
     updates, opt_state = tx.update(grads, state['opt_state'], params)
-    return {'params': optax.apply_updates(params, updates), 'opt_state': opt_state}, loss
+    new = {'params': optax.apply_updates(params, updates), 'opt_state': opt_state}
+    if 'ema' in state:  # the average's decay warms up, so early weights fade fast: (1 + it) / (10 + it)
+        d = jnp.minimum(ema_decay, (1.0 + it) / (10.0 + it))
+        new['ema'] = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, state['ema'], new['params'])
+    return new, loss
 
 
 def eval_step(params, x, y):  # mean loss over [eval_iters, batch_size, T], no dropout
@@ -324,23 +334,29 @@ del eval_whole
 
 def estimate_loss():
     """(mean loss, bits per byte) of each split. Bits per byte: the summed nats over ln 2 times
-    the UTF-8 bytes that the scored tokens decode to; None where the tokens' bytes are unknown."""
+    the UTF-8 bytes that the scored tokens decode to; None where the tokens' bytes are unknown.
+    With ema_decay, of the average; the weights as trained get val_loss_raw beside it."""
+    weights = state.get('ema', state['params'])
     out = {}
     for split, (x, y) in eval_batches.items():
-        loss = float(devices.to_host(eval_step(state['params'], *to_devices(x, y))))
+        loss = float(devices.to_host(eval_step(weights, *to_devices(x, y))))
         n_tokens, n_bytes = eval_bytes[split]
         out[split] = (loss, loss * n_tokens / (math.log(2) * n_bytes) if n_bytes else None)
+    if 'ema' in state:
+        out['val_loss_raw'] = float(devices.to_host(eval_step(state['params'], *to_devices(*eval_batches['val']))))
     if score_hellaswag:  # on this process's copy of the weights
-        out['hellaswag'] = score_hellaswag(devices.to_host(state['params']))
+        out['hellaswag'] = score_hellaswag(devices.to_host(weights))
     return out
 
 
 def save_checkpoint(val_loss):
     """Everything needed to continue exactly: weights, optimizer state, counters, the data
-    stream's position. Only process 0 writes."""
+    stream's position. Only process 0 writes. params are the weights evaluated, the ones sample.py
+    and export.py read: with ema_decay the average, and the weights as trained go in train_params."""
     if master:
         host = devices.to_host(state)
-        run.save({'params': host['params'], 'opt_state': jax.tree_util.tree_leaves(host['opt_state']),
+        trained = {'params': host['ema'], 'train_params': host['params']} if 'ema' in host else {'params': host['params']}
+        run.save({**trained, 'opt_state': jax.tree_util.tree_leaves(host['opt_state']),
                   'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
                   'best_iter': best_iter, 'elapsed': progress.elapsed(), 'data_rng_state': data_state,
                   'config': {**config, 'data_dir': os.path.abspath(data_dir)}, 'dataset': identity,

@@ -2,10 +2,12 @@
 steps by train.py itself, and the check that a script failed with one clear line."""
 import builtins
 import contextlib
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,22 @@ def full_disk_at(name):
         patch.setattr(os, 'fdopen', lambda fd, *args, **kwargs: fdopen(fill(fd), *args, **kwargs))
         patch.setattr(builtins, 'open', open_and_fill)
         yield
+
+
+def cut_off_server(data):
+    """A server that promises all of data, sends the first half and hangs up."""
+    class CutOff(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -5,7 +5,6 @@ CIFAR-10 layout from a few synthetic pictures and serve it from 127.0.0.1. Most 
 script's main() in this process (helpers.run_in_process); one of each script runs it as a user
 would, to prove its wiring.
 """
-import http.server
 import io
 import os
 import pickle
@@ -14,7 +13,6 @@ import struct
 import subprocess
 import sys
 import tarfile
-import threading
 import zlib
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import common
 import datafiles
 import files
 from helpers import assert_one_error_line, assert_one_error_line_after_progress, full_disk_at, needs_dev_full, \
-    run_in_process
+    cut_off_server, run_in_process
 import prepare_addition
 import prepare_image
 
@@ -293,25 +291,6 @@ def test_image_without_network_fails_naming_input(run, tmp_path):
     r = run("demos/prepare_image.py", "--out_dir=out", f"--base_url={closed_port_url()}")
     assert_one_error_line(r, "could not download", f"--input=PATH/{prepare_image.ARCHIVE}")
     assert not out.exists()  # no .part, no archive, no half dataset
-
-
-def cut_off_server(data):
-    """A server that promises all of data, sends the first half and hangs up."""
-    class CutOff(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutOff)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def test_image_cut_off_download_leaves_no_archive_and_resumes(cifar, http_server, run, tmp_path):

@@ -1,7 +1,6 @@
 """HellaSwag, completion style: the batched, bucketed scorer against a plain loop over
 model.forward for each kind of tokenizer, contexts past block_size, the download, bad input,
 eval_hellaswag.py end to end, train.py --hellaswag_examples, and transformers' GPT-2."""
-import http.server
 import json
 import os
 import pickle
@@ -9,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import hellaswag
 import model
 import tokenizer
 from common import UserError
-from helpers import CHARS_TEXT, assert_one_error_line, char_dataset
+from helpers import CHARS_TEXT, assert_one_error_line, char_dataset, cut_off_server
 from model import GPTConfig
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder
@@ -162,25 +160,6 @@ def test_batches_have_a_few_fixed_shapes_and_hold_every_row_once():
 
 
 # ----------------------------------------------------------------------------- the download
-
-def cut_off_server(data):
-    """A server that promises all of data, sends the first half and hangs up."""
-    class CutOff(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), CutOff)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
 
 def test_validation_set_is_downloaded_once_and_a_cut_download_resumes(http_server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -294,6 +294,35 @@ def test_muon_trains_resumes_bit_exactly_with_dropout_and_two_devices_equal_one(
     np.testing.assert_allclose([two[i] for i in one], list(one.values()), rtol=2e-5)
 
 
+# ----------------------------------------------------------------------------- an average of the weights
+
+def test_ema_is_the_model_evaluated_and_saved_and_resumes_bit_exactly(cwd):
+    flags = ['--ema_decay=0.9', '--eval_interval=1', '--always_save_checkpoint=True']
+    run(cwd, '--out_dir=split', '--max_iters=1', *flags)
+    one = files.load_pickle(cwd / 'split' / 'ckpt.pkl')
+    # after one step the decay is still warming up, min(0.9, 1/10): the average is a tenth of the
+    # initial weights and nine tenths of the trained ones
+    init = model.init_params(model.GPTConfig(**one['model_args']), jax.random.key(1337))
+    for (path, avg), trained, start in zip(jax.tree_util.tree_leaves_with_path(one['params']),
+                                           jax.tree_util.tree_leaves(one['train_params']),
+                                           jax.tree_util.tree_leaves(init)):
+        assert not np.array_equal(trained, np.asarray(start)), path  # the step moved every tensor
+        np.testing.assert_allclose(avg, 0.1 * np.asarray(start) + 0.9 * trained, rtol=1e-5, atol=1e-6, err_msg=str(path))
+    run(cwd, '--out_dir=split', '--max_iters=3', '--init_from=resume', *flags)
+    run(cwd, '--out_dir=straight', '--max_iters=3', *flags)
+    a, b = (files.load_pickle(cwd / d / 'ckpt.pkl') for d in ('straight', 'split'))
+    for key in ('params', 'train_params'):  # both the average and the weights as trained resume exactly
+        for x, y in zip(jax.tree_util.tree_leaves(a[key]), jax.tree_util.tree_leaves(b[key])):
+            np.testing.assert_array_equal(x, y)
+    assert train_losses(cwd / 'split') == train_losses(cwd / 'straight')
+    # each evaluation scores the average, and the weights as trained beside it
+    last = records(cwd / 'straight', 'val_loss')[-1]
+    assert last['iter'] == 3 and last['val_loss'] != last['val_loss_raw']
+    # the saved model is the average: evaluating the checkpoint gives the logged val loss
+    run(cwd, '--out_dir=straight', '--init_from=resume', '--eval_only=True', '--max_iters=3')
+    assert records(cwd / 'straight', 'val_loss')[-1]['val_loss'] == pytest.approx(last['val_loss'], abs=1e-6)
+
+
 # ----------------------------------------------------------------------------- resume
 
 def test_resume_continues_bit_exactly_and_cleans_only_its_own_leftovers(cwd, work):
