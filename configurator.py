@@ -140,6 +140,22 @@ def check(config, rules=None, defaults=None):
             fail(f"{key} {error}")
 
 
+def check_across(config):
+    """train.py's checks that take several settings: the model's heads split n_embd evenly, and the
+    learning-rate schedule's phases come in order (the warmup, then the decay, with its cooldown
+    inside it, ending at lr_decay_iters)."""
+    if config['n_embd'] % config['n_head']:
+        fail(f"n_embd ({config['n_embd']}) must be a multiple of n_head ({config['n_head']})")
+    if not config['decay_lr']:
+        return
+    warmup, decay, cooldown = config['warmup_iters'], config['lr_decay_iters'], config['cooldown_iters']
+    if warmup > decay:
+        fail(f'warmup_iters ({warmup}) is longer than lr_decay_iters ({decay}): the decay would end before '
+             f'the warmup; make lr_decay_iters at least warmup_iters')
+    if cooldown > decay - warmup:
+        fail(f'cooldown_iters ({cooldown}) must fit between warmup_iters ({warmup}) and lr_decay_iters ({decay})')
+
+
 def _unknown(key, defaults, where, script):
     close = difflib.get_close_matches(key, list(defaults), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -91,16 +91,7 @@ seed = 1337
 config = configurator.configure(globals())  # config files and --key=value, each value checked
 
 # ----------------------------------------------------------------------------- checks across settings
-if decay_lr and warmup_iters > lr_decay_iters:
-    raise UserError(f'warmup_iters ({warmup_iters}) is longer than lr_decay_iters ({lr_decay_iters}): the decay '
-                    f'would end before the warmup; make lr_decay_iters at least warmup_iters')
-if decay_lr and cooldown_iters > lr_decay_iters - warmup_iters:
-    raise UserError(f'cooldown_iters ({cooldown_iters}) must fit between warmup_iters ({warmup_iters}) and '
-                    f'lr_decay_iters ({lr_decay_iters})')
-try:  # the model's shape: n_embd a multiple of n_head
-    GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, dropout=dropout)
-except ValueError as e:
-    raise UserError(e)
+configurator.check_across(config)  # n_embd over n_head; warmup, cooldown and decay in that order
 checkpoint.check_init_from(init_from, ('scratch', 'resume'))
 wandb = import_wandb() if wandb_log else None  # Weights & Biases, when asked for
 
@@ -228,9 +219,8 @@ log(f'number of parameters: {model.num_params(params) / 1e6:.2f}M')
 score_hellaswag = hellaswag.evaluator(hellaswag_examples, gptconf, tokenizer.from_meta(meta, f'{data_dir}/meta.pkl'),
                                       compute_dtype, download=n_processes == 1) if hellaswag_examples else None
 
+
 # ----------------------------------------------------------------------------- optimizer
-
-
 def lr_factor(it):
     """The learning rate at iteration `it`, as a fraction of the peak: a linear warmup, then a
     cosine decay (or constant, then a linear cooldown over cooldown_iters) down to
@@ -275,9 +265,8 @@ if ckpt is not None and not eval_only:  # the optimizer state is stored as its l
     opt_state = jax.device_put(jax.tree_util.tree_unflatten(structure, [jnp.asarray(a) for a in ckpt['opt_state']]),
                                replicated)
 state = {'params': params, 'opt_state': opt_state}
-if ema_decay > 0:  # the average starts as the weights (or is the checkpoint's, resuming)
-    state['ema'] = jax.device_put(jax.tree_util.tree_map(jnp.asarray, ema), replicated) if ema is not None \
-        else jax.tree_util.tree_map(jnp.copy, params)
+if ema_decay > 0:  # the average starts as the weights, or is the checkpoint's when resuming
+    state['ema'] = jax.device_put(jax.tree_util.tree_map(jnp.array, params if ema is None else ema), replicated)
 ckpt = ema = None  # free the host copies
 
 

@@ -300,3 +300,20 @@ def test_config_file_found_beside_the_script_from_another_directory(tmp_path, mo
     g["__file__"] = str(ROOT / "train.py")
     monkeypatch.chdir(tmp_path)
     assert configurator.configure(g, ["config/train_char.py"], quiet=True)["dataset"] == "shakespeare_char"
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"n_embd": 32, "n_head": 3}, "n_embd (32) must be a multiple of n_head (3)"),
+    ({"warmup_iters": 10, "lr_decay_iters": 5}, "warmup_iters (10) is longer than lr_decay_iters (5): the decay "
+                                                "would end before the warmup; make lr_decay_iters at least warmup_iters"),
+    ({"warmup_iters": 10, "lr_decay_iters": 50, "cooldown_iters": 41},
+     "cooldown_iters (41) must fit between warmup_iters (10) and lr_decay_iters (50)"),
+])
+def test_checks_across_settings_are_one_line_each(capsys, changes, words):
+    good = dict(n_embd=32, n_head=4, decay_lr=True, warmup_iters=10, lr_decay_iters=50, cooldown_iters=40)
+    configurator.check_across(good)  # a cooldown that fills the decay exactly is fine
+    configurator.check_across({**good, "warmup_iters": 99, "decay_lr": False})  # no schedule: no order to keep
+    with pytest.raises(SystemExit) as e:
+        configurator.check_across({**good, **changes})
+    assert e.value.code == 1
+    assert capsys.readouterr().err == f"error: {words}\n"
