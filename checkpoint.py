@@ -171,7 +171,10 @@ def load_for_resume(out_dir):
     bad = (f'iter_num is {ckpt["iter_num"]!r}' if type(ckpt['iter_num']) is not int or ckpt['iter_num'] < 0 else
            f'best_val_loss is {ckpt["best_val_loss"]!r}' if type(ckpt['best_val_loss']) not in (int, float)
            or math.isnan(ckpt['best_val_loss']) else
-           f'opt_state is a {type(ckpt["opt_state"]).__name__}' if not isinstance(ckpt['opt_state'], list) else None)
+           f'opt_state is a {type(ckpt["opt_state"]).__name__}' if not isinstance(ckpt['opt_state'], list) else
+           f'elapsed is {ckpt["elapsed"]!r}' if 'elapsed' in ckpt and not is_seconds(ckpt['elapsed']) else
+           f'best_iter is {ckpt["best_iter"]!r}' if ckpt.get('best_iter') is not None
+           and (type(ckpt['best_iter']) is not int or ckpt['best_iter'] < 0) else None)
     if bad is None:
         try:
             np.random.default_rng().bit_generator.state = ckpt['data_rng_state']
@@ -180,6 +183,10 @@ def load_for_resume(out_dir):
     if bad:
         raise UserError(f'{where} is not a checkpoint train.py can continue: its {bad}')
     return ckpt, config
+
+
+def is_seconds(x):  # a finite, non-negative number of seconds
+    return type(x) in (int, float) and math.isfinite(x) and x >= 0
 
 
 def resume_settings(ckpt, config, overridden, optimizer, where):

@@ -147,8 +147,9 @@ class Progress:
               '(Ctrl-C again to quit now)', file=sys.stderr, flush=True)
 
     def stop_interrupted(self, out_dir):
-        print(f'stopped: {self.on_disk()}; continue with python train.py ... --init_from=resume '
-              f'--out_dir={out_dir}', file=sys.stderr)
+        then = (f'continue with python train.py ... --init_from=resume --out_dir={out_dir}'
+                if os.path.exists(os.path.join(out_dir, 'ckpt.pkl')) else 'nothing to continue: start the run again')
+        print(f'stopped: {self.on_disk()}; {then}', file=sys.stderr)
         sys.exit(130)
 
     def summary(self, iters, best_val_loss, best_iter, out_dir, plot, meta):

@@ -136,6 +136,7 @@ meta = datafiles.check_dataset(data_dir)
 identity = datafiles.identity(data_dir, meta)  # recorded in the checkpoint: a resume must use the same data
 vocab_size = tokenizer.model_vocab_size(meta)
 token_bytes = tokenizer.token_byte_lengths(meta)  # UTF-8 bytes each token id decodes to, for bits per byte
+data_vocab = vocab_size if token_bytes is None else min(vocab_size, len(token_bytes))  # ids the data may hold
 # Datasets of fixed-length examples (meta example_len) are sampled from example boundaries,
 # and the first prompt_len tokens of each example are given, not scored.
 example_len, prompt_len = meta.get('example_len'), meta.get('prompt_len', 0)
@@ -167,8 +168,8 @@ def get_batch(split, rng, n_micro, whole=False):
         ix = rng.integers(len(data) - seq_len, size=(n_micro, global_batch))
     ix = ix if whole else own_rows(ix)
     xy = np.stack([data[i:i + seq_len + 1] for i in ix.ravel()]).astype(np.int32)
-    if xy.max() >= vocab_size:  # the model would read past its token table without a word
-        raise UserError(f'{data_dir}/{split}.bin holds token id {xy.max()}, past the vocabulary of {vocab_size} '
+    if xy.max() >= data_vocab:  # past the model's token table (read without a word) or the tokenizer's
+        raise UserError(f'{data_dir}/{split}.bin holds token id {xy.max()}, past the vocabulary of {data_vocab} '
                         f'in its meta.pkl: prepare the dataset again')
     xy = xy.reshape(n_micro, ix.shape[1], seq_len + 1)
     x, y = xy[..., :-1], xy[..., 1:].copy()

@@ -28,3 +28,4 @@ max_iters = 1200
 lr_decay_iters = 1200
 warmup_iters = 30
 min_lr = 2e-4  # the schedule ends at min_lr / learning_rate = 1/30 of each peak
+ema_decay = 0.99  # evaluate and save an average of the recent weights: a good model sooner (see README)

@@ -4,6 +4,7 @@ folder, Ctrl-C, and one clear line for every bad input.
 
 Runs of train.py are few and shared: `base` trains once for the whole module and most checks
 read its output; refusals are checked in-process where a new process adds nothing."""
+import atexit
 import json
 import math
 import os
@@ -387,12 +388,35 @@ def test_resume_on_another_dataset_is_refused_even_with_a_vocabulary_of_the_same
 
 def test_non_finite_loss_stops_at_once_and_keeps_the_checkpoint(cwd):
     before = (cwd / 'base' / 'ckpt.pkl').read_bytes()
-    p = run(cwd, '--out_dir=base', '--max_iters=100', '--eval_interval=100', '--init_from=resume',
+    p = run(cwd, '--out_dir=base', '--max_iters=100', '--eval_interval=100', '--init_from=resume', '--log_interval=1000',
             '--learning_rate=1e30', '--decay_lr=False', '--grad_clip=0.0', check=False)  # the weights blow up
     assert_one_error_line(p, 'stopping without saving', 'this run wrote no checkpoint; base/ckpt.pkl is as it was')
     stopped_at = int(re.search(r'at iter (\d+)', p.stderr).group(1))
     assert stopped_at < 20  # noticed at the step, not at an evaluation
     assert (cwd / 'base' / 'ckpt.pkl').read_bytes() == before
+
+
+def test_only_a_sane_state_is_saved_and_a_stop_names_what_continues():
+    for val_loss, words in ((float('nan'), 'val loss nan at iter 7 is not finite'),
+                            (float('inf'), 'val loss inf at iter 7 is not finite'),
+                            (4.1, 'val loss 4.1000 at iter 7 is far above the best, 3.0000')):
+        with pytest.raises(common.UserError, match=re.escape(words) + '.*stopping without saving: on disk'):
+            checkpoint.check_sane(val_loss, 3.0, 7, lambda: 'on disk')
+    checkpoint.check_sane(3.9, 3.0, 7, lambda: 'on disk')  # worse, but not diverging: the save rule decides
+
+
+def test_a_stopped_run_names_resume_only_where_there_is_a_checkpoint(tmp_path, capsys):
+    p = progress.Progress(str(tmp_path), True, max_iters=1, eval_interval=1, log_interval=1, start_iter=0,
+                          tokens_per_iter=1, flops_per_iter=1, peak_flops=None, lr_at=lambda it: 0.0,
+                          on_disk=lambda: 'this run wrote no checkpoint')
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Progress took Ctrl-C: give it back
+    for ckpt, words in ((False, 'nothing to continue: start the run again'), (True, '--init_from=resume')):
+        if ckpt:
+            (tmp_path / 'ckpt.pkl').write_bytes(b'')
+        with pytest.raises(SystemExit) as stop:
+            p.stop_interrupted(str(tmp_path))
+        err = capsys.readouterr().err
+        assert stop.value.code == 130 and words in err and err.startswith('stopped: this run wrote no checkpoint'), err
 
 
 def edit_best(out_dir, by):
@@ -495,14 +519,20 @@ def test_a_killed_checkpoint_write_leaves_the_previous_one_and_the_next_run_clea
     assert not list(tmp_path.glob('.ckpt.pkl.*.tmp'))
 
 
-def test_a_second_run_on_a_new_folder_removes_nothing_of_the_first(tmp_path):
+def test_a_second_run_on_a_new_folder_removes_nothing_of_the_first(tmp_path, monkeypatch):
+    at_exit = []
+    monkeypatch.setattr(atexit, 'register', lambda *a: at_exit.append(a))
     first = checkpoint.RunDir(str(tmp_path / 'new'))  # made the folder, holds the lock
-    (tmp_path / 'new' / 'log.jsonl').write_text('')
-    code = 'import sys, checkpoint, common\ncommon.errors_as_one_line()\ncheckpoint.RunDir(sys.argv[1])\n'
-    p = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'new')], cwd=ROOT, capture_output=True, text=True)
-    assert_one_error_line(p, 'another train.py is running on')
+    assert len(at_exit) == 1  # the folder is its own: removed at exit if the run leaves nothing in it
+    (tmp_path / 'new' / 'log.jsonl').write_text('{"iter": 0}\n')
+    # the race: the second run also found the folder missing (a check made before the first made it)
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, 'exists', lambda p: False if str(p).endswith('new') else real_exists(p))
+    with pytest.raises(common.UserError, match='another train.py is running on'):
+        checkpoint.RunDir(str(tmp_path / 'new'))
+    assert len(at_exit) == 1  # the second run registered nothing to remove at its exit
     assert sorted(os.listdir(tmp_path / 'new')) == ['.lock', 'log.jsonl']  # nothing of the first run removed
-    assert first.lock is not None
+    assert first.lock is not None and not first.lock.closed
 
 
 def test_a_run_stopped_at_its_checks_leaves_no_folder(cwd):
@@ -550,6 +580,19 @@ def test_running_out_of_memory_is_one_line():
     assert_one_error_line(p, 'out of memory', 'lower the batch size')
 
 
+def test_xla_running_out_of_device_memory_is_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(sys, 'excepthook', sys.excepthook)  # given back after the test
+    common.errors_as_one_line()
+    error = jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory while trying to allocate 68719476736 bytes.\n'
+                                       'BufferAssignment OOM Debugging.')  # what XLA raises when an allocation fails
+    sys.excepthook(type(error), error, None)
+    bug = RuntimeError('a bug')  # any other error keeps its traceback
+    sys.excepthook(type(bug), bug, None)
+    err = capsys.readouterr().err
+    assert err.startswith('error: out of memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate '
+                          '68719476736 bytes.): lower the batch size') and 'RuntimeError: a bug' in err, err
+
+
 # ----------------------------------------------------------------------------- checkpoints as read back
 
 def test_foreign_and_hand_edited_checkpoints_are_refused_naming_the_problem(tmp_path, work):
@@ -567,6 +610,9 @@ def test_foreign_and_hand_edited_checkpoints_are_refused_naming_the_problem(tmp_
         ({**good, 'data_rng_state': {'state': 1}}, 'data_rng_state is not a numpy random state'),
         ({k: v for k, v in good.items() if k != 'opt_state'}, 'no opt_state'),
         ({**good, 'opt_state': 'x'}, 'its opt_state is a str'),
+        ({**good, 'elapsed': '12 s'}, "its elapsed is '12 s'"),
+        ({**good, 'elapsed': float('nan')}, 'its elapsed is nan'),
+        ({**good, 'best_iter': -3}, 'its best_iter is -3'),
     ]
     for i, (ckpt, words) in enumerate(cases):
         out = tmp_path / str(i)
@@ -665,6 +711,11 @@ def write_bad_dataset(d, kind):
         datafiles.write_dataset(d, {'train.bin': lambda f: datafiles.write_array(f, np.arange(5000, dtype=np.uint16)),
                                     'val.bin': lambda f: datafiles.write_array(f, ids)},
                                 {'vocab_size': 3, 'itos': {0: 'a', 1: 'b', 2: 'c'}, 'stoi': {'a': 0, 'b': 1, 'c': 2}})
+    elif kind == 'past_gpt2':  # GPT-2's BPE: ids 50257..50303 fit the model's padded table but are no tokens
+        ids = np.full(5000, 50300, np.uint16)
+        datafiles.write_dataset(d, {'train.bin': lambda f: datafiles.write_array(f, ids),
+                                    'val.bin': lambda f: datafiles.write_array(f, ids)},
+                                {'tokenizer': 'gpt2', 'vocab_size': 50257, 'token_bytes': np.ones(50257, np.int32)})
     else:
         d.mkdir()
         for split in ('train', 'val'):
@@ -708,6 +759,7 @@ def test_training_memory_past_the_machine_is_refused_before_any_work():
     (['--n_embd=100000', '--n_head=1'], None, 'this run needs about'),
     (['--dataset=hostile'], 'hostile', 'refusing to load posix.system'),
     (['--dataset=past_vocab', '--n_layer=1'], 'past_vocab', 'past the vocabulary of 3 in its meta.pkl'),
+    (['--dataset=past_gpt2', '--n_layer=1'], 'past_gpt2', 'holds token id 50300, past the vocabulary of 50257'),
     (['--out_dir=afile'], 'afile', 'afile is a file, not a folder'),
     (['--init_from=resume', '--out_dir=base', '--dataset=bpe'], 'bpe', 'a vocabulary of'),
     (['--init_from=resume', '--out_dir=foreign'], 'foreign', 'refusing to load posix.system'),
@@ -715,13 +767,13 @@ def test_training_memory_past_the_machine_is_refused_before_any_work():
 ])
 def test_train_py_reports_bad_inputs_in_one_line(cwd, args, setup, words):
     env = None
-    if setup in ('hostile', 'past_vocab', 'bpe'):  # a data folder of this test's own, beside the shared tiny
+    if setup in ('hostile', 'past_vocab', 'past_gpt2', 'bpe'):  # a data folder of this test's own, beside the shared tiny
         d = cwd / 'data'
         tiny = Path(os.readlink(d)) / 'tiny'
         d.unlink()
         d.mkdir()
         os.symlink(tiny, d / 'tiny')
-    if setup in ('hostile', 'past_vocab'):
+    if setup in ('hostile', 'past_vocab', 'past_gpt2'):
         write_bad_dataset(d / setup, setup)
     elif setup == 'bpe':
         ids = np.random.default_rng(0).integers(0, 50257, 5000, dtype=np.uint16)
