@@ -312,8 +312,7 @@ train_step = jax.jit(jax.shard_map(train_step, mesh=mesh, check_vma=False,
 eval_step = jax.jit(jax.shard_map(eval_step, mesh=mesh, check_vma=False,
                                   in_specs=(P(), P(None, 'data'), P(None, 'data')), out_specs=P()))
 
-# the same fixed batches at every evaluation (their own stream): curves compare like with like,
-# and the training data stream is untouched
+# the same fixed batches at every evaluation, from a stream of their own: curves compare like with like
 eval_whole = {split: get_batch(split, np.random.default_rng(seed + 1), eval_iters, whole=True) for split in splits}
 eval_batches = {split: (own_rows(x), own_rows(y)) for split, (x, y) in eval_whole.items()}
 # what the evaluated targets of all processes decode to: (tokens scored, UTF-8 bytes), for bits per byte
