@@ -168,13 +168,13 @@ def load_for_resume(out_dir):
     missing = {'opt_state', 'iter_num', 'best_val_loss', 'data_rng_state'} - set(ckpt)
     if missing:
         raise UserError(f'{where} is not a checkpoint written by train.py (no {", ".join(sorted(missing))})')
-    bad = (f'iter_num is {ckpt["iter_num"]!r}' if type(ckpt['iter_num']) is not int or ckpt['iter_num'] < 0 else
+    bad = (f'iter_num is {ckpt["iter_num"]!r}' if not is_count(ckpt['iter_num']) else
            f'best_val_loss is {ckpt["best_val_loss"]!r}' if type(ckpt['best_val_loss']) not in (int, float)
            or math.isnan(ckpt['best_val_loss']) else
            f'opt_state is a {type(ckpt["opt_state"]).__name__}' if not isinstance(ckpt['opt_state'], list) else
            f'elapsed is {ckpt["elapsed"]!r}' if 'elapsed' in ckpt and not is_seconds(ckpt['elapsed']) else
            f'best_iter is {ckpt["best_iter"]!r}' if ckpt.get('best_iter') is not None
-           and (type(ckpt['best_iter']) is not int or ckpt['best_iter'] < 0) else None)
+           and not is_count(ckpt['best_iter']) else None)
     if bad is None:
         try:
             np.random.default_rng().bit_generator.state = ckpt['data_rng_state']
@@ -183,6 +183,10 @@ def load_for_resume(out_dir):
     if bad:
         raise UserError(f'{where} is not a checkpoint train.py can continue: its {bad}')
     return ckpt, config
+
+
+def is_count(x):  # an iteration number
+    return type(x) is int and x >= 0
 
 
 def is_seconds(x):  # a finite, non-negative number of seconds
